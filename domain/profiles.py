@@ -1,0 +1,51 @@
+"""How events change a user's profile. Pure: the stream and the tests share it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["apply_event", "new_profile"]
+
+# Event types whose traits describe the user; a group call's traits describe the group.
+_PROFILE_TYPES = frozenset({"identify"})
+
+
+def new_profile(envelope: dict[str, Any], partition: int) -> dict[str, Any]:
+    """Start the profile of a user from their first event."""
+    return {
+        "user_id": envelope.get("user_id"),
+        "anonymous_id": envelope.get("anonymous_id"),
+        "traits": {},
+        "first_seen": envelope["timestamp"],
+        "last_seen": envelope["timestamp"],
+        "traits_updated_at": None,
+        "partition": partition,
+    }
+
+
+def apply_event(profile: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
+    """Fold one event into a profile, in place, and return it.
+
+    Traits of an identify call are merged key by key; a trait sent as null is removed,
+    so a client can clear a value. A trait update older than the last one applied is
+    ignored, so that a late event cannot overwrite newer data.
+    """
+    timestamp = envelope["timestamp"]
+    profile["first_seen"] = min(profile["first_seen"], timestamp)
+    profile["last_seen"] = max(profile["last_seen"], timestamp)
+    if envelope.get("anonymous_id") and not profile.get("anonymous_id"):
+        profile["anonymous_id"] = envelope["anonymous_id"]
+    if envelope["type"] in _PROFILE_TYPES and envelope.get("traits"):
+        updated_at = profile.get("traits_updated_at")
+        if updated_at is None or timestamp >= updated_at:
+            _merge_traits(profile["traits"], envelope["traits"])
+            profile["traits_updated_at"] = timestamp
+    return profile
+
+
+def _merge_traits(traits: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if value is None:
+            traits.pop(key, None)
+        else:
+            traits[key] = value

@@ -1,0 +1,1 @@
+"""Sub-commands of the `herald` CLI, one module per group."""

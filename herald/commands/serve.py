@@ -1,0 +1,75 @@
+"""`herald worker` and `herald api`: the two long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+import typer
+import uvicorn
+
+from herald.config import HeraldSettings
+from herald.logs import configure_logging
+from sinks.landing import ParquetLanding
+from streams.app import create_faust_app
+from streams.profiles import install_profiles
+from streams.topics import TopicAdminError, ensure_topics, herald_topics
+
+__all__ = ["api", "worker"]
+
+logger = logging.getLogger(__name__)
+
+
+def _create_topics(settings: HeraldSettings) -> None:
+    try:
+        asyncio.run(ensure_topics(settings.kafka, herald_topics(settings.kafka)))
+    except TopicAdminError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def build_worker_app(settings: HeraldSettings, *, landing: bool = True, profiles: bool = True) -> faust.App:
+    """Assemble the Faust app of a worker: profiles table, and the Parquet landing as a task."""
+    app = create_faust_app(settings)
+    if profiles:
+        install_profiles(app, settings)
+    if landing:
+
+        @app.task
+        async def land_events() -> None:
+            await ParquetLanding(settings.kafka, settings.landing).run()
+
+    return app
+
+
+def worker(
+    landing: bool = typer.Option(True, help="Land events as Parquet in the data directory."),
+    profiles: bool = typer.Option(True, help="Keep the profiles table and its snapshots."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    settings = HeraldSettings()
+    configure_logging(log_level, settings.log_format)
+    _create_topics(settings)
+    app = build_worker_app(settings, landing=landing, profiles=profiles)
+    logger.info("worker starting", extra={"worker_id": settings.worker_id, "data_dir": str(settings.landing.data_dir)})
+    faust.Worker(app, loglevel=log_level.upper(), quiet=True, override_logging=False).execute_from_commandline()
+
+
+def api(
+    host: str | None = typer.Option(None, help="Interface to listen on; default from settings (127.0.0.1)."),
+    port: int | None = typer.Option(None, help="TCP port; default from settings (8080)."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    from api.main import create_app
+
+    settings = HeraldSettings()
+    configure_logging(log_level, settings.log_format)
+    _create_topics(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level=log_level,
+        log_config=None,
+    )

@@ -1,0 +1,113 @@
+"""Typed settings for every Herald process.
+
+Settings come from `HERALD_…` environment variables (nested with `__`, for example
+`HERALD_KAFKA__BOOTSTRAP_SERVERS`) or from a `.env` file. They are validated once at
+start-up and passed into the parts that need them; no other module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ApiSettings",
+    "BrokerSettings",
+    "HeraldSettings",
+    "IngestSettings",
+    "KafkaSettings",
+    "LandingSettings",
+    "CleverTapAccount",
+]
+
+
+class KafkaSettings(BaseModel, frozen=True):
+    """How Herald's clients reach Kafka and which topics they use."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    events_topic: str = "events"
+    rejected_topic: str = "events.rejected"
+    campaigns_topic: str = "campaigns"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class BrokerSettings(BaseModel, frozen=True):
+    """The single-node development broker that `herald kafka start` runs from Maven jars."""
+
+    home: Path = Path(".herald/kafka")
+    port: int = Field(default=19092, ge=1, le=65535)
+    controller_port: int = Field(default=19093, ge=1, le=65535)
+    heap_mb: int = Field(default=512, ge=128)
+    start_timeout_s: float = Field(default=90.0, gt=0)
+    stop_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class CleverTapAccount(BaseModel, frozen=True):
+    """Credentials that CleverTap's upload API sends as headers."""
+
+    account_id: str
+    passcode: SecretStr
+
+
+class IngestSettings(BaseModel, frozen=True):
+    """Who may send events, and the limits every event and batch must respect."""
+
+    write_keys: tuple[SecretStr, ...] = (SecretStr("herald-dev-write-key"),)
+    clevertap_accounts: tuple[CleverTapAccount, ...] = (
+        CleverTapAccount(account_id="HERALD-DEV", passcode=SecretStr("herald-dev-passcode")),
+    )
+    max_event_bytes: int = Field(default=32 * 1024, gt=0)
+    max_batch_bytes: int = Field(default=500 * 1024, gt=0)
+    max_batch_events: int = Field(default=1000, gt=0)
+    max_clevertap_records: int = Field(default=1000, gt=0)
+    max_future_skew_s: float = Field(default=24 * 3600, ge=0)
+    max_properties: int = Field(default=255, gt=0)
+    max_key_chars: int = Field(default=120, gt=0)
+    max_string_chars: int = Field(default=8192, gt=0)
+    max_nesting_depth: int = Field(default=5, gt=0)
+
+
+class LandingSettings(BaseModel, frozen=True):
+    """Where and how the Parquet landing writes events and profile snapshots."""
+
+    data_dir: Path = Path("data")
+    group_id: str = "herald-landing"
+    flush_records: int = Field(default=5000, gt=0)
+    flush_interval_s: float = Field(default=2.0, gt=0)
+    dedup_window_s: float = Field(default=7 * 24 * 3600, gt=0)
+    profile_snapshot_interval_s: float = Field(default=5.0, gt=0)
+
+
+class ApiSettings(BaseModel, frozen=True):
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class HeraldSettings(BaseSettings):
+    """All of Herald's settings, read from `HERALD_…` variables at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    ingest: IngestSettings = IngestSettings()
+    landing: LandingSettings = LandingSettings()
+    api: ApiSettings = ApiSettings()
+    worker_id: str = "herald-worker"
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    store: str = "rocksdb://"
+    state_dir: Path = Path(".herald/state")
+    control_db_url: str = "sqlite:///.herald/control.db"
+    log_format: str = Field(default="text", pattern="^(text|json)$")

@@ -1,0 +1,1 @@
+"""Data contracts: the event envelope, its wire format and the API payloads."""

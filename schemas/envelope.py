@@ -1,0 +1,259 @@
+"""The event envelope: one shape for every event Herald stores, whatever API it came in by.
+
+An envelope travels through Kafka as a plain JSON object (see `schemas.wire`) with the keys
+of `ENVELOPE_FIELDS`. `Event` documents the same shape for the API and for readers; the hot
+path works on dicts so that no per-event model is built after validation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, Field
+
+from herald.config import IngestSettings
+
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "RESERVED_EVENT_NAMES",
+    "Event",
+    "EventLimits",
+    "EventType",
+    "InvalidEvent",
+    "check_identity",
+    "check_json_object",
+    "check_size",
+    "format_timestamp",
+    "parse_timestamp",
+]
+
+EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
+
+ENVELOPE_FIELDS: tuple[str, ...] = (
+    "message_id",
+    "type",
+    "event",
+    "name",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "previous_id",
+    "timestamp",
+    "received_at",
+    "properties",
+    "traits",
+    "context",
+    "campaign_id",
+    "variant",
+    "channel",
+    "labels",
+)
+
+# Herald emits these itself when it sends a message or hears back from a channel; a client
+# that sent them would inflate every campaign report.
+RESERVED_EVENT_NAMES = frozenset(
+    {
+        "Notification Sent",
+        "Notification Delivered",
+        "Notification Viewed",
+        "Notification Clicked",
+        "Notification Bounced",
+    }
+)
+
+# Epoch values at or above this are read as milliseconds: as seconds it is the year 5138.
+_EPOCH_MS_THRESHOLD = 100_000_000_000
+_MAX_ID_CHARS = 255
+
+
+class Event(BaseModel):
+    """One stored event. Timestamps are UTC; JSON objects are kept as given."""
+
+    message_id: str = Field(description="Client id of the event; the deduplication key.")
+    type: EventType
+    event: str | None = Field(default=None, description="Event name of a track call.")
+    name: str | None = Field(default=None, description="Page or screen name.")
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    group_id: str | None = None
+    previous_id: str | None = None
+    timestamp: datetime = Field(description="When the event happened, in UTC.")
+    received_at: datetime = Field(description="When Herald's API accepted the event, in UTC.")
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    campaign_id: str | None = None
+    variant: str | None = None
+    channel: str | None = None
+    labels: list[str] | None = None
+
+
+class InvalidEvent(ValueError):
+    """An event that fails validation; `field` names the offending field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """The bounds every incoming event is checked against."""
+
+    max_event_bytes: int = 32 * 1024
+    max_future_skew_s: float = 24 * 3600
+    max_properties: int = 255
+    max_key_chars: int = 120
+    max_string_chars: int = 8192
+    max_nesting_depth: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> EventLimits:
+        return cls(
+            max_event_bytes=settings.max_event_bytes,
+            max_future_skew_s=settings.max_future_skew_s,
+            max_properties=settings.max_properties,
+            max_key_chars=settings.max_key_chars,
+            max_string_chars=settings.max_string_chars,
+            max_nesting_depth=settings.max_nesting_depth,
+        )
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format an aware datetime as ISO-8601 in UTC with microseconds and a `Z` suffix."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: Any, field: str, now: datetime, limits: EventLimits) -> datetime:
+    """Read an ISO-8601 string with an offset, or epoch seconds or milliseconds, as UTC.
+
+    Raises:
+        InvalidEvent: the value is of another type, unparseable, without a UTC offset, or
+            later than `now` plus the allowed clock skew.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidEvent(
+            field, f"expected an ISO-8601 string or epoch number, got {type(value).__name__}"
+        )
+    moment = _parse_epoch(value, field) if not isinstance(value, str) else _parse_text(value, field)
+    latest = now + timedelta(seconds=limits.max_future_skew_s)
+    if moment > latest:
+        raise InvalidEvent(
+            field,
+            f"{format_timestamp(moment)} is more than {limits.max_future_skew_s:g} s in the "
+            f"future (received at {format_timestamp(now)}); check the sender's clock",
+        )
+    return moment
+
+
+def _parse_text(value: str, field: str) -> datetime:
+    text = value.strip()
+    if _looks_numeric(text):
+        return _parse_epoch(float(text), field)
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidEvent(
+            field, f"'{value[:64]}' is not an ISO-8601 timestamp such as 2024-03-13T10:21:14Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidEvent(
+            field, f"'{value[:64]}' has no UTC offset; add 'Z' or an offset such as '+02:00'"
+        )
+    return moment.astimezone(UTC)
+
+
+def _parse_epoch(value: float, field: str) -> datetime:
+    if not math.isfinite(value):
+        raise InvalidEvent(field, f"{value} is not a finite epoch time")
+    seconds = value / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else value
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidEvent(field, f"{value} is out of the range of epoch times") from None
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_identity(user_id: Any, anonymous_id: Any) -> tuple[str | None, str | None]:
+    """Return the identity as strings; at least one of the two ids is required."""
+    user = _optional_id(user_id, "user_id")
+    anonymous = _optional_id(anonymous_id, "anonymous_id")
+    if user is None and anonymous is None:
+        raise InvalidEvent("user_id", "missing: every event needs a user_id or an anonymous_id")
+    return user, anonymous
+
+
+def _optional_id(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidEvent(field, f"expected a string, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > _MAX_ID_CHARS:
+        raise InvalidEvent(field, f"is {len(text)} characters, more than {_MAX_ID_CHARS} allowed")
+    return text
+
+
+def check_json_object(value: Any, field: str, limits: EventLimits) -> dict[str, Any]:
+    """Check that `value` is a JSON object within the key, length and nesting limits."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent(field, f"expected a JSON object, got {type(value).__name__}")
+    if len(value) > limits.max_properties:
+        raise InvalidEvent(
+            field, f"has {len(value)} keys, more than the {limits.max_properties} allowed"
+        )
+    _check_nested(value, field, limits, depth=1)
+    return value
+
+
+def _check_nested(value: Any, path: str, limits: EventLimits, depth: int) -> None:
+    if isinstance(value, str):
+        if len(value) > limits.max_string_chars:
+            raise InvalidEvent(
+                path, f"is {len(value)} characters, more than {limits.max_string_chars} allowed"
+            )
+        return
+    if not isinstance(value, (dict, list)):
+        return
+    if depth > limits.max_nesting_depth:
+        raise InvalidEvent(
+            path, f"is nested deeper than the {limits.max_nesting_depth} levels allowed"
+        )
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_nested(item, f"{path}[{index}]", limits, depth + 1)
+        return
+    for key, item in value.items():
+        if not key or len(key) > limits.max_key_chars:
+            raise InvalidEvent(
+                f"{path}.{key[:32]}",
+                f"key must be 1 to {limits.max_key_chars} characters, got {len(key)}",
+            )
+        _check_nested(item, f"{path}.{key}", limits, depth + 1)
+
+
+def check_size(envelope: dict[str, Any], limits: EventLimits) -> bytes:
+    """Serialise the envelope and check it against the per-event size limit."""
+    encoded = orjson.dumps(envelope)
+    if len(encoded) > limits.max_event_bytes:
+        raise InvalidEvent(
+            "event",
+            f"is {len(encoded)} bytes, more than the {limits.max_event_bytes} bytes allowed",
+        )
+    return encoded

@@ -1,0 +1,63 @@
+"""How envelopes travel through Kafka.
+
+A record's value is one envelope as a JSON object, or a micro-batch of envelopes as a JSON
+array; all envelopes of a micro-batch belong to users of the record's partition. Faust
+charges its overhead per record, so batching many events into one record is what lets a
+worker keep up; consumers accept both shapes, so producers that write one event per record
+keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas.envelope import format_timestamp
+
+__all__ = ["decode_events", "encode_events", "encode_rejection", "partition_key"]
+
+
+def partition_key(envelope: dict[str, Any]) -> str:
+    """The key whose hash picks an event's partition: the user id, else the anonymous id."""
+    return envelope.get("user_id") or envelope["anonymous_id"]
+
+
+def encode_events(encoded: Sequence[bytes]) -> bytes:
+    """Join already serialised envelopes into one record value (a JSON array)."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def decode_events(value: bytes) -> list[dict[str, Any]]:
+    """Decode a record value holding one envelope or an array of them."""
+    decoded = orjson.loads(value)
+    if isinstance(decoded, dict):
+        return [decoded]
+    if isinstance(decoded, list):
+        return decoded
+    raise ValueError(f"record value is a JSON {type(decoded).__name__}, not an object or array")
+
+
+def encode_rejection(
+    *,
+    source: str,
+    reason: str,
+    field: str | None,
+    index: int | None,
+    payload: Any,
+    received_at: datetime,
+) -> bytes:
+    """Serialise a rejected event, with its reason, for the `events.rejected` topic."""
+    return orjson.dumps(
+        {
+            "source": source,
+            "reason": reason,
+            "field": field,
+            "index": index,
+            "received_at": format_timestamp(received_at),
+            "payload": payload,
+        },
+        default=repr,
+    )

@@ -1,0 +1,1 @@
+"""Where events leave the stream: Parquet landing, and later the channel senders."""

@@ -1,0 +1,304 @@
+"""The Parquet landing: every event of the `events` topic, once, in `data/events/`.
+
+Delivery guarantee: exactly once in the landed files, by idempotent writes rather than
+transactions. A partition's records are buffered and flushed at deterministic offset
+boundaries (every `flush_records` offsets) or, when traffic is slow, after
+`flush_interval_s`. A flush writes its files atomically and only then commits the offset
+after its last record. When a partition is assigned, files that start at or after the
+committed offset are deleted, because their offsets will be consumed again; so a crash at
+any point, including between two files of one flush, leaves no duplicate behind.
+
+Copies of an event (same identity and message id) received within `dedup_window_s` land
+once. The index of seen ids is rebuilt from the landed files on assignment.
+
+Not guaranteed: a record that cannot be decoded goes to the rejected topic, and after a
+crash its rejection may be written twice. Buffered events are not flushed on SIGKILL; they
+are consumed again on restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from herald.config import KafkaSettings, LandingSettings
+from schemas.wire import decode_events, encode_rejection
+from sinks.dedup import DedupIndex
+from sinks.files import TEMP_PREFIX, write_parquet_atomically
+from sinks.parquet import LandedFile, LandedRow, event_tables_by_date, events_dir, landed_files
+from streams.producer import EventProducer
+
+__all__ = ["LandingStats", "ParquetLanding"]
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED_FIELDS = ("message_id", "type", "timestamp", "received_at")
+# The form `format_timestamp` writes; the date partition is read from its first ten characters.
+_UTC_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+@dataclass(slots=True)
+class LandingStats:
+    """Counters since start; read by benchmarks and logs."""
+
+    landed: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    files: int = 0
+
+
+@dataclass(slots=True)
+class _PartitionBuffer:
+    dedup: DedupIndex
+    rows: list[LandedRow] = field(default_factory=list)
+    first_offset: int = -1
+    last_offset: int = -1
+    opened_at_s: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return self.first_offset < 0
+
+    def reset(self) -> None:
+        self.rows = []
+        self.first_offset = self.last_offset = -1
+
+
+class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Consumes the events topic with a plain aiokafka consumer and lands it as Parquet."""
+
+    def __init__(self, kafka: KafkaSettings, landing: LandingSettings) -> None:
+        self._kafka = kafka
+        self._landing = landing
+        self._data_dir = Path(landing.data_dir)
+        self._buffers: dict[int, _PartitionBuffer] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._rejections = EventProducer(kafka)
+        self.stats = LandingStats()
+
+    async def run(self) -> None:
+        """Consume and land until cancelled."""
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            group_id=self._landing.group_id,
+            client_id="herald-landing",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._consumer.subscribe([self._kafka.events_topic], listener=self)
+        await self._consumer.start()
+        logger.info(
+            "landing started",
+            extra={"topic": self._kafka.events_topic, "data_dir": str(self._data_dir)},
+        )
+        try:
+            while True:
+                await self._poll_once()
+        finally:
+            await self._consumer.stop()
+            await self._rejections.stop()
+            logger.info(
+                "landing stopped",
+                extra={"landed": self.stats.landed, "duplicates": self.stats.duplicates},
+            )
+
+    async def _poll_once(self) -> None:
+        assert self._consumer is not None
+        timeout_ms = int(min(self._landing.flush_interval_s, 1.0) * 1000)
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=10_000)
+        for topic_partition, records in batches.items():
+            await self._add(topic_partition.partition, records)
+        await self._flush_idle()
+
+    async def _add(self, partition: int, records: list[ConsumerRecord]) -> None:
+        buffer = self._buffers.get(partition)
+        if buffer is None:
+            # Records of a partition revoked in the meantime; they will be consumed again.
+            return
+        block = self._landing.flush_records
+        for record in records:
+            if not buffer.empty and record.offset // block != buffer.first_offset // block:
+                await self._flush(partition, buffer)
+            if buffer.empty:
+                buffer.first_offset = record.offset
+                buffer.opened_at_s = time.monotonic()
+            buffer.last_offset = record.offset
+            await self._add_record(partition, buffer, record)
+
+    async def _add_record(
+        self, partition: int, buffer: _PartitionBuffer, record: ConsumerRecord
+    ) -> None:
+        try:
+            envelopes = decode_events(record.value)
+        except ValueError as error:
+            await self._reject(
+                record, f"record value is not an event or an array of events: {error}", None
+            )
+            return
+        for index, envelope in enumerate(envelopes):
+            problem = _envelope_problem(envelope)
+            if problem is not None:
+                await self._reject(record, problem, envelope)
+            elif buffer.dedup.is_duplicate(envelope):
+                self.stats.duplicates += 1
+            else:
+                buffer.rows.append(LandedRow(envelope, record.offset, index))
+
+    async def _reject(self, record: ConsumerRecord, reason: str, payload: Any) -> None:
+        self.stats.rejected += 1
+        logger.warning(
+            "rejected a landed record: %s",
+            reason,
+            extra={"partition": record.partition, "offset": record.offset},
+        )
+        payload = payload if payload is not None else record.value.decode("utf-8", "replace")[:4096]
+        value = encode_rejection(
+            source="landing",
+            reason=reason,
+            field=None,
+            index=None,
+            payload=payload,
+            received_at=datetime.now(UTC),
+        )
+        await self._rejections.send_rejections([value])
+
+    async def _flush_idle(self) -> None:
+        deadline = time.monotonic() - self._landing.flush_interval_s
+        for partition, buffer in list(self._buffers.items()):
+            if not buffer.empty and buffer.opened_at_s <= deadline:
+                await self._flush(partition, buffer)
+
+    async def _flush(self, partition: int, buffer: _PartitionBuffer) -> None:
+        tables = event_tables_by_date(buffer.rows, partition)
+        name = LandedFile.file_name(partition, buffer.first_offset, buffer.last_offset)
+        root = events_dir(self._data_dir)
+        await asyncio.to_thread(_write_all, root, name, tables)
+        landed, last_offset = len(buffer.rows), buffer.last_offset
+        buffer.reset()
+        self.stats.landed += landed
+        self.stats.files += len(tables)
+        await self._commit(partition, last_offset + 1)
+        logger.debug(
+            "flushed %d events to %d files",
+            landed,
+            len(tables),
+            extra={"partition": partition, "file": name},
+        )
+        if len(buffer.dedup) > 100_000:
+            buffer.dedup.prune()
+
+    async def _commit(self, partition: int, next_offset: int) -> None:
+        assert self._consumer is not None
+        topic_partition = TopicPartition(self._kafka.events_topic, partition)
+        try:
+            await self._consumer.commit({topic_partition: next_offset})
+        except (CommitFailedError, KafkaError) as error:
+            # The files stay; whoever is assigned the partition next deletes and rewrites them.
+            logger.warning(
+                "offset commit failed: %s",
+                error,
+                extra={"partition": partition, "offset": next_offset},
+            )
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for topic_partition in revoked:
+            buffer = self._buffers.pop(topic_partition.partition, None)
+            if buffer is not None and not buffer.empty:
+                await self._flush(topic_partition.partition, buffer)
+        if revoked:
+            logger.info(
+                "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
+            )
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        for topic_partition in assigned:
+            start = await self._start_offset(topic_partition)
+            removed = await asyncio.to_thread(
+                _remove_uncommitted, self._data_dir, topic_partition.partition, start
+            )
+            dedup = await asyncio.to_thread(self._rebuild_dedup, topic_partition.partition)
+            self._buffers[topic_partition.partition] = _PartitionBuffer(dedup)
+            self._consumer.seek(topic_partition, start)
+            logger.info(
+                "partition assigned",
+                extra={
+                    "partition": topic_partition.partition,
+                    "offset": start,
+                    "removed_files": removed,
+                    "dedup_ids": len(dedup),
+                },
+            )
+
+    async def _start_offset(self, topic_partition: TopicPartition) -> int:
+        assert self._consumer is not None
+        committed = await self._consumer.committed(topic_partition)
+        if committed is not None:
+            return int(committed)
+        beginnings = await self._consumer.beginning_offsets([topic_partition])
+        return int(beginnings[topic_partition])
+
+    def _rebuild_dedup(self, partition: int) -> DedupIndex:
+        index = DedupIndex(self._landing.dedup_window_s)
+        # A file written before the window opened holds only events received before it.
+        horizon_s = time.time() - self._landing.dedup_window_s
+        paths = [
+            str(f.path)
+            for f in landed_files(self._data_dir, partition)
+            if f.path.stat().st_mtime >= horizon_s
+        ]
+        if not paths:
+            return index
+        with duckdb.connect() as connection:
+            rows = connection.execute(
+                "SELECT coalesce(user_id, anonymous_id), message_id, epoch_us(received_at) / 1e6 "
+                "FROM read_parquet($paths) WHERE received_at >= to_timestamp($horizon)",
+                {"paths": paths, "horizon": horizon_s},
+            ).fetchall()
+        for identity, message_id, received_s in rows:
+            index.remember(identity, message_id, received_s)
+        return index
+
+
+def _write_all(root: Path, name: str, tables: dict[str, Any]) -> None:
+    for date, table in tables.items():
+        write_parquet_atomically(table, root / f"date={date}" / name)
+
+
+def _remove_uncommitted(data_dir: Path, partition: int, start_offset: int) -> int:
+    """Delete files of `partition` at or past `start_offset`, and temporary leftovers."""
+    removed = 0
+    for landed in landed_files(data_dir, partition):
+        if landed.first_offset >= start_offset:
+            landed.path.unlink()
+            removed += 1
+    for leftover in events_dir(data_dir).glob(f"date=*/{TEMP_PREFIX}part-{partition}-*.tmp"):
+        leftover.unlink(missing_ok=True)
+    return removed
+
+
+def _envelope_problem(envelope: Any) -> str | None:
+    if not isinstance(envelope, dict):
+        return f"expected an event object, got {type(envelope).__name__}"
+    missing = [name for name in _REQUIRED_FIELDS if not envelope.get(name)]
+    if missing:
+        return f"event lacks {', '.join(missing)}"
+    if not (envelope.get("user_id") or envelope.get("anonymous_id")):
+        return "event has neither user_id nor anonymous_id"
+    for name in ("timestamp", "received_at"):
+        value = envelope[name]
+        if not isinstance(value, str) or not _UTC_TIMESTAMP.match(value):
+            return f"{name} {str(value)[:40]!r} is not a UTC timestamp such as 2024-03-13T10:21:14Z"
+    return None
