@@ -32,6 +32,9 @@ def create_faust_app(settings: HeraldSettings) -> faust.App:
         # Standby replicas double the changelog reads for no benefit on one worker.
         table_standby_replicas=0,
         producer_acks=-1,
+        # A killed worker's partitions move to the others after this many seconds.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
 
 

@@ -48,7 +48,7 @@ PROFILES_SCHEMA = pa.schema(
 
 def install_profiles(app: faust.App, settings: HeraldSettings) -> faust.Table:
     """Add the profiles table, its agent and its snapshot timer to `app`."""
-    # Keys and values are raw bytes (the app's codecs); values are profiles as JSON.
+    # With no key or value type, Faust writes the changelog as JSON: user id to profile.
     table = app.Table("profiles", default=None, partitions=settings.kafka.partitions)
     dirty: set[int] = set()
     topic = events_topic(app, settings)
@@ -72,31 +72,27 @@ def install_profiles(app: faust.App, settings: HeraldSettings) -> faust.Table:
 
 def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition: int) -> None:
     # One table write per user and record: each write is a changelog message.
-    touched: dict[bytes, dict[str, Any]] = {}
+    touched: dict[str, dict[str, Any]] = {}
     for envelope in envelopes:
-        key = partition_key(envelope).encode()
-        profile = touched.get(key) or _read(table, key) or new_profile(envelope, partition)
+        key = partition_key(envelope)
+        profile = touched.get(key) or table.get(key) or new_profile(envelope, partition)
         touched[key] = apply_event(profile, envelope)
     for key, profile in touched.items():
-        table[key] = orjson.dumps(profile)
-
-
-def _read(table: faust.Table, key: bytes) -> dict[str, Any] | None:
-    stored = table.get(key)
-    return None if stored is None else orjson.loads(stored)
+        table[key] = profile
 
 
 async def _snapshot(table: faust.Table, partitions: list[int], directory: Path) -> None:
     by_partition: dict[int, list[dict[str, Any]]] = {partition: [] for partition in partitions}
-    for stored in table.values():
-        profile = orjson.loads(stored)
+    for profile in table.values():
         rows = by_partition.get(profile["partition"])
         if rows is not None:
             rows.append(profile)
     for partition, rows in by_partition.items():
         path = directory / f"part-{partition}.parquet"
         await asyncio.to_thread(write_parquet_atomically, _profiles_table(rows), path)
-        logger.debug("profile snapshot written", extra={"partition": partition, "profiles": len(rows)})
+        logger.debug(
+            "profile snapshot written", extra={"partition": partition, "profiles": len(rows)}
+        )
 
 
 def _profiles_table(rows: list[dict[str, Any]]) -> pa.Table:

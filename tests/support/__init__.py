@@ -1,0 +1,1 @@
+"""Helpers that start real Herald processes for tests."""
