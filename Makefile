@@ -17,6 +17,7 @@ kafka:
 test:
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
-# NOTE: placeholder until the end-to-end demo (replay the example events, query Parquet) exists.
-demo:
-	@echo "make demo: not written yet"
+## From nothing: install, start Kafka, a worker and the API, replay the reference dataset,
+## and print the landed count of each event name next to the CSV's.
+demo: install
+	herald demo

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import typer
 
-from herald.commands import campaigns, labels, users
-from herald.commands import kafka, replay, serve, sql
+from herald.logs import configure_logging
+from herald.commands import campaigns, demo, kafka, labels, replay, serve, sql, users
 
-app = typer.Typer(help="Herald: events in, campaigns out, Parquet for analysts.", no_args_is_help=True)
+app = typer.Typer(
+    help="Herald: events in, campaigns out, Parquet for analysts.", no_args_is_help=True
+)
+
+
+@app.callback()
+def _configure(
+    log_level: str = typer.Option("warning", help="debug, info, warning or error."),
+) -> None:
+    # Long-running commands raise this to INFO themselves.
+    configure_logging(log_level)
+
+
 app.add_typer(kafka.app, name="kafka", help="Run the local development Kafka broker.")
 app.command("worker", help="Run the stream worker: landing, profiles and the engine.")(serve.worker)
 app.command("api", help="Run the HTTP API.")(serve.api)
 app.command("replay", help="Send a file of events through the HTTP API.")(replay.replay)
 app.command("sql", help="Run SQL over the landed Parquet with DuckDB.")(sql.sql)
+app.command("demo", help="Replay the reference dataset end to end and compare counts.")(demo.demo)
 app.add_typer(campaigns.app, name="campaigns", help="Create campaigns from files and act on them.")
 app.add_typer(labels.app, name="labels", help="Manage message labels.")
 app.add_typer(users.app, name="users", help="Bootstrap an account; manage users and tokens.")

@@ -29,7 +29,9 @@ def _create_topics(settings: HeraldSettings) -> None:
         raise typer.Exit(1) from None
 
 
-def build_worker_app(settings: HeraldSettings, *, landing: bool = True, profiles: bool = True) -> faust.App:
+def build_worker_app(
+    settings: HeraldSettings, *, landing: bool = True, profiles: bool = True
+) -> faust.App:
     """Assemble the Faust app of a worker: profiles table, and the Parquet landing as a task."""
     app = create_faust_app(settings)
     if profiles:
@@ -52,12 +54,19 @@ def worker(
     configure_logging(log_level, settings.log_format)
     _create_topics(settings)
     app = build_worker_app(settings, landing=landing, profiles=profiles)
-    logger.info("worker starting", extra={"worker_id": settings.worker_id, "data_dir": str(settings.landing.data_dir)})
-    faust.Worker(app, loglevel=log_level.upper(), quiet=True, override_logging=False).execute_from_commandline()
+    logger.info(
+        "worker starting",
+        extra={"worker_id": settings.worker_id, "data_dir": str(settings.landing.data_dir)},
+    )
+    faust.Worker(
+        app, loglevel=log_level.upper(), quiet=True, override_logging=False
+    ).execute_from_commandline()
 
 
 def api(
-    host: str | None = typer.Option(None, help="Interface to listen on; default from settings (127.0.0.1)."),
+    host: str | None = typer.Option(
+        None, help="Interface to listen on; default from settings (127.0.0.1)."
+    ),
     port: int | None = typer.Option(None, help="TCP port; default from settings (8080)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:

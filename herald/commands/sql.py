@@ -16,10 +16,16 @@ __all__ = ["sql"]
 
 
 def sql(
-    query: str = typer.Argument(None, help="SQL to run, for example \"SELECT event, count(*) FROM events GROUP BY 1\"."),
-    data_dir: Path | None = typer.Option(None, help="Landed data directory; default from settings (data)."),
+    query: str = typer.Argument(
+        None, help='SQL to run, for example "SELECT event, count(*) FROM events GROUP BY 1".'
+    ),
+    data_dir: Path | None = typer.Option(
+        None, help="Landed data directory; default from settings (data)."
+    ),
     output: str = typer.Option("table", "--format", help="table, csv or json."),
-    views: bool = typer.Option(False, "--views", help="Print the view definitions for a DuckDB shell and exit."),
+    views: bool = typer.Option(
+        False, "--views", help="Print the view definitions for a DuckDB shell and exit."
+    ),
 ) -> None:
     directory = data_dir or HeraldSettings().landing.data_dir
     if views:
