@@ -17,7 +17,14 @@ NOW = "2024-03-13T10:21:14Z"
 
 
 def _track(user: str, event: str, message_id: str, **fields: object) -> dict[str, object]:
-    return {"type": "track", "userId": user, "event": event, "messageId": message_id, "timestamp": NOW, **fields}
+    return {
+        "type": "track",
+        "userId": user,
+        "event": event,
+        "messageId": message_id,
+        "timestamp": NOW,
+        **fields,
+    }
 
 
 def _rejections(stack, expected: int) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
@@ -54,7 +61,11 @@ def stack(request, kafka_settings, tmp_path_factory):  # type: ignore[no-untyped
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     kafka = KafkaSettings.model_validate(
         kafka_settings.model_dump()
-        | {"events_topic": f"{prefix}.events", "rejected_topic": f"{prefix}.rejected", "campaigns_topic": f"{prefix}.campaigns"}
+        | {
+            "events_topic": f"{prefix}.events",
+            "rejected_topic": f"{prefix}.rejected",
+            "campaigns_topic": f"{prefix}.campaigns",
+        }
     )
     asyncio.run(ensure_topics(kafka, herald_topics(kafka)))
     stack = HeraldStack(kafka, tmp_path_factory.mktemp("ingest"))
@@ -84,7 +95,10 @@ def test_batch_lands_valid_and_reports_invalid(stack) -> None:  # type: ignore[n
     assert rejected[1]["reason"] == "missing: every event needs a user_id or an anonymous_id"
     assert rejected[2]["field"] == "timestamp"
     assert "in the future" in rejected[2]["reason"]
-    assert rejected[3]["reason"] == "'yesterday' is not an ISO-8601 timestamp such as 2024-03-13T10:21:14Z"
+    assert (
+        rejected[3]["reason"]
+        == "'yesterday' is not an ISO-8601 timestamp such as 2024-03-13T10:21:14Z"
+    )
     assert rejected[4]["reason"] == "expected a JSON object, got str"
     stack.wait_for_events(2)
     landed = stack.query("SELECT event FROM events WHERE user_id = 'batch-a' ORDER BY message_id")
@@ -107,12 +121,16 @@ def test_same_batch_twice_lands_once(stack) -> None:  # type: ignore[no-untyped-
         deadline_rows = stack.query("SELECT count(*) FROM events WHERE user_id = 'twice'")
     # Give the landing time to write a copy, if it were going to.
     asyncio.run(asyncio.sleep(2))
-    rows = stack.query("SELECT message_id, count(*) FROM events WHERE user_id = 'twice' GROUP BY 1 ORDER BY 1")
+    rows = stack.query(
+        "SELECT message_id, count(*) FROM events WHERE user_id = 'twice' GROUP BY 1 ORDER BY 1"
+    )
     assert rows == [(f"twice-{i}", 1) for i in range(5)]
 
 
 def test_single_event_errors(stack) -> None:  # type: ignore[no-untyped-def]
-    bad_json = stack.post("/v1/track", content=b"{not json", headers={"content-type": "application/json"})
+    bad_json = stack.post(
+        "/v1/track", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert bad_json.status_code == 400
     assert bad_json.json()["detail"].startswith("request body is not valid JSON")
 
@@ -139,11 +157,25 @@ def test_single_event_errors(stack) -> None:  # type: ignore[no-untyped-def]
 
     not_object = stack.post("/v1/track", [1, 2])
     assert not_object.status_code == 400
-    assert not_object.json()["detail"] == {"field": "message", "reason": "expected a JSON object, got list"}
+    assert not_object.json()["detail"] == {
+        "field": "message",
+        "reason": "expected a JSON object, got list",
+    }
 
 
 def test_oversized_event_and_batch(stack) -> None:  # type: ignore[no-untyped-def]
-    big = _track("big", "home", "big-1", properties={"blob": "x" * 8000, "more": "y" * 8000, "and": "z" * 8000, "last": "w" * 8000, "end": "v" * 2000})
+    big = _track(
+        "big",
+        "home",
+        "big-1",
+        properties={
+            "blob": "x" * 8000,
+            "more": "y" * 8000,
+            "and": "z" * 8000,
+            "last": "w" * 8000,
+            "end": "v" * 2000,
+        },
+    )
     single = stack.post("/v1/track", big)
     assert single.status_code == 413
     assert "bytes allowed" in single.json()["detail"]
@@ -155,11 +187,20 @@ def test_oversized_event_and_batch(stack) -> None:  # type: ignore[no-untyped-de
     assert rejection["field"] == "event"
     assert rejection["reason"].endswith("more than the 32768 bytes allowed")
 
-    many = stack.post("/v1/batch", {"batch": [_track("many", "home", f"m{i}") for i in range(1001)]})
+    many = stack.post(
+        "/v1/batch", {"batch": [_track("many", "home", f"m{i}") for i in range(1001)]}
+    )
     assert many.status_code == 413
     assert many.json()["detail"] == "batch: 1001 messages, more than the 1000 allowed"
 
-    heavy = stack.post("/v1/batch", {"batch": [_track("heavy", "home", f"h{i}", properties={"p": "x" * 4000}) for i in range(200)]})
+    heavy = stack.post(
+        "/v1/batch",
+        {
+            "batch": [
+                _track("heavy", "home", f"h{i}", properties={"p": "x" * 4000}) for i in range(200)
+            ]
+        },
+    )
     assert heavy.status_code == 413
     assert "more than the 512000 bytes allowed" in heavy.json()["detail"]
 
@@ -174,18 +215,42 @@ def test_write_key_checks(stack) -> None:  # type: ignore[no-untyped-def]
 
 def test_gzip_batch_from_segment_client(stack) -> None:  # type: ignore[no-untyped-def]
     body = gzip.compress(orjson.dumps({"batch": [_track("gz", "home", "gz-1")]}))
-    response = stack.post("/v1/batch", content=body, headers={"content-encoding": "gzip", "content-type": "application/json"})
+    response = stack.post(
+        "/v1/batch",
+        content=body,
+        headers={"content-encoding": "gzip", "content-type": "application/json"},
+    )
     assert response.status_code == 200
     assert response.json()["accepted"] == 1
 
 
 def test_clevertap_upload(stack) -> None:  # type: ignore[no-untyped-def]
-    headers = {"X-CleverTap-Account-Id": CLEVERTAP_ACCOUNT, "X-CleverTap-Passcode": CLEVERTAP_PASSCODE}
+    headers = {
+        "X-CleverTap-Account-Id": CLEVERTAP_ACCOUNT,
+        "X-CleverTap-Passcode": CLEVERTAP_PASSCODE,
+    }
     records = {
         "d": [
-            {"identity": "ct-1", "ts": 1710325274, "type": "event", "evtName": "Charged", "evtData": {"Amount": 12.5}},
-            {"identity": "ct-1", "ts": 1710325274000, "type": "profile", "profileData": {"Name": "Ada", "MSG-email": False}},
-            {"identity": "ct-2", "objectId": "x", "ts": 1710325274, "type": "event", "evtName": "home"},
+            {
+                "identity": "ct-1",
+                "ts": 1710325274,
+                "type": "event",
+                "evtName": "Charged",
+                "evtData": {"Amount": 12.5},
+            },
+            {
+                "identity": "ct-1",
+                "ts": 1710325274000,
+                "type": "profile",
+                "profileData": {"Name": "Ada", "MSG-email": False},
+            },
+            {
+                "identity": "ct-2",
+                "objectId": "x",
+                "ts": 1710325274,
+                "type": "event",
+                "evtName": "home",
+            },
             {"identity": "ct-3", "type": "event", "evtName": "home"},
         ]
     }
@@ -203,9 +268,16 @@ def test_clevertap_upload(stack) -> None:  # type: ignore[no-untyped-def]
     stack.post("/1/upload", records, headers=headers, auth=None)  # a retry: lands once
     stack.wait_for_events(2)
     asyncio.run(asyncio.sleep(2))
-    rows = stack.query("SELECT type, event, timestamp::VARCHAR FROM events WHERE user_id = 'ct-1' ORDER BY type")
-    assert rows == [("identify", None, "2024-03-13 10:21:14+00"), ("track", "Charged", "2024-03-13 10:21:14+00")]
+    rows = stack.query(
+        "SELECT type, event, timestamp::VARCHAR FROM events WHERE user_id = 'ct-1' ORDER BY type"
+    )
+    assert rows == [
+        ("identify", None, "2024-03-13 10:21:14+00"),
+        ("track", "Charged", "2024-03-13 10:21:14+00"),
+    ]
     assert stack.query("SELECT count(*) FROM events WHERE user_id = 'ct-2'") == [(0,)]
 
-    unauthorised = stack.post("/1/upload", records, headers={**headers, "X-CleverTap-Passcode": "wrong"}, auth=None)
+    unauthorised = stack.post(
+        "/1/upload", records, headers={**headers, "X-CleverTap-Passcode": "wrong"}, auth=None
+    )
     assert unauthorised.status_code == 401

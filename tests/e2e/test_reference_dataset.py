@@ -27,15 +27,31 @@ def _csv_events() -> Counter[tuple[str, str, str]]:
 
 
 def _landed_tracks(stack: HeraldStack) -> Counter[tuple[str, str, str]]:
-    rows = stack.query("SELECT user_id, event, strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') FROM tracks")
+    rows = stack.query(
+        "SELECT user_id, event, strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') FROM tracks"
+    )
     return Counter(rows)
 
 
 def _replay(stack: HeraldStack) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "herald.cli", "replay", str(DATASET), "--format", "ecom-csv",
-         "--host", stack.url, "--write-key", WRITE_KEY],
-        cwd=stack.root, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "herald.cli",
+            "replay",
+            str(DATASET),
+            "--format",
+            "ecom-csv",
+            "--host",
+            stack.url,
+            "--write-key",
+            WRITE_KEY,
+        ],
+        cwd=stack.root,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -66,7 +82,9 @@ def _assert_files_disjoint(stack: HeraldStack) -> None:
     for partition in range(stack.kafka.partitions):
         ranges: dict[str, list[tuple[int, int]]] = {}
         for landed in landed_files(stack.data_dir, partition):
-            ranges.setdefault(landed.path.parent.name, []).append((landed.first_offset, landed.last_offset))
+            ranges.setdefault(landed.path.parent.name, []).append(
+                (landed.first_offset, landed.last_offset)
+            )
         for date, spans in ranges.items():
             spans.sort()
             for (_, last), (first, _) in zip(spans, spans[1:]):
@@ -83,7 +101,9 @@ def test_replay_lands_every_row(herald_stack) -> None:  # type: ignore[no-untype
     assert _wait_for_tracks(stack, DATASET_ROWS) == DATASET_ROWS, stack.log("worker.log")
     assert _landed_tracks(stack) == _csv_events()
     assert stack.query("SELECT count(DISTINCT message_id) FROM tracks") == [(DATASET_ROWS,)]
-    users = stack.query("SELECT count(*) FROM profiles WHERE traits->>'email' LIKE 'user_%@example.com'")
+    users = stack.query(
+        "SELECT count(*) FROM profiles WHERE traits->>'email' LIKE 'user_%@example.com'"
+    )
     assert users == [(600,)]
 
 
