@@ -205,7 +205,7 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             await self._consumer.commit({topic_partition: next_offset})
         except (CommitFailedError, KafkaError) as error:
-            # The files stay; whoever is assigned the partition next deletes and rewrites them.
+            # The files stay, and the consumer assigned the partition next deletes and rewrites them.
             logger.warning(
                 "offset commit failed: %s",
                 error,

@@ -1,6 +1,6 @@
 """The landed layout: Parquet schema, file names and the conversion of envelopes to rows.
 
-`data/events/date=YYYY-MM-DD/part-<partition>-<first offset>-<last offset>.parquet` holds
+`data/events/date=YYYY-MM-DD/part-<partition>-<first offset>-<last offset>.parquet` contains
 the events of the Kafka records `first..last` of one partition whose timestamp falls on
 that UTC date. One flush of a partition writes one file per date it touches, all named by
 the same offset range, so a flush that is repeated after a crash replaces its own files.

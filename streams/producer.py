@@ -81,10 +81,6 @@ class EventProducer:
             )
         self._producer = producer
         return len(partitions)
-        logger.info(
-            "producer started",
-            extra={"topic": self._settings.events_topic, "partitions": self._partition_count},
-        )
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
