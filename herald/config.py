@@ -110,4 +110,7 @@ class HeraldSettings(BaseSettings):
     store: str = "rocksdb://"
     state_dir: Path = Path(".herald/state")
     control_db_url: str = "sqlite:///.herald/control.db"
+    # Publish control-plane changes to `kafka.campaigns_topic`; off only where no worker
+    # reads them, such as tests of the API alone.
+    control_feed: bool = True
     log_format: str = Field(default="text", pattern="^(text|json)$")

@@ -1,0 +1,1 @@
+"""Control-plane schema migrations, run by `control.db.migrate`."""

@@ -1,0 +1,112 @@
+"""Saved segments that campaigns target by id.
+
+NOTE: the segment rule language is not defined yet; a definition is stored as a bounded
+JSON object and checked only for shape. Validation of its rules belongs to the evaluator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from control.audit import record_audit
+from control.identity import new_id
+from control.models import Campaign, Segment, User
+from control.outbox import enqueue_definition, enqueue_tombstone
+from control.views import segment_definition
+from domain.errors import ConflictError, NotFound
+
+__all__ = ["create_segment", "delete_segment", "get_segment", "list_segments", "update_segment"]
+
+
+def list_segments(session: Session, account_id: str) -> Sequence[Segment]:
+    query = select(Segment).where(Segment.account_id == account_id).order_by(Segment.name)
+    return session.scalars(query).all()
+
+
+def get_segment(session: Session, account_id: str, segment_id: str) -> Segment:
+    segment = session.get(Segment, segment_id)
+    if segment is None or segment.account_id != account_id:
+        raise NotFound("segment", segment_id)
+    return segment
+
+
+def create_segment(
+    session: Session, actor: User, name: str, definition: dict[str, Any], now: datetime
+) -> Segment:
+    segment = Segment(
+        id=new_id("seg"),
+        account_id=actor.account_id,
+        name=name,
+        definition=definition,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(segment)
+    _save(session, actor, segment, "create", now, {"name": name})
+    return segment
+
+
+def update_segment(
+    session: Session,
+    actor: User,
+    segment_id: str,
+    name: str | None,
+    definition: dict[str, Any] | None,
+    now: datetime,
+) -> Segment:
+    segment = get_segment(session, actor.account_id, segment_id)
+    changes: dict[str, Any] = {}
+    if name is not None and name != segment.name:
+        changes["name"] = {"from": segment.name, "to": name}
+        segment.name = name
+    if definition is not None and definition != segment.definition:
+        changes["definition"] = {"from": segment.definition, "to": definition}
+        segment.definition = definition
+    segment.updated_at = now
+    _save(session, actor, segment, "update", now, changes)
+    return segment
+
+
+def delete_segment(session: Session, actor: User, segment_id: str, now: datetime) -> None:
+    """Delete a segment that no campaign targets.
+
+    Raises:
+        ConflictError: campaigns target the segment; the error names them.
+    """
+    segment = get_segment(session, actor.account_id, segment_id)
+    users = [c.name for c in _campaigns_targeting(session, segment)]
+    if users:
+        raise ConflictError(
+            f"segment {segment.name!r} is the audience of {len(users)} campaign(s): "
+            f"{', '.join(repr(n) for n in users)}; change their Who first"
+        )
+    session.delete(segment)
+    record_audit(session, actor, "segment", segment.id, "delete", now)
+    enqueue_tombstone(session, segment.id, now)
+    session.commit()
+
+
+def _campaigns_targeting(session: Session, segment: Segment) -> list[Campaign]:
+    # JSON path queries differ between SQLite and PostgreSQL, and an account has few
+    # campaigns, so the filter runs in Python.
+    query = select(Campaign).where(Campaign.account_id == segment.account_id)
+    return [c for c in session.scalars(query) if c.who.get("segment_id") == segment.id]
+
+
+def _save(
+    session: Session,
+    actor: User,
+    segment: Segment,
+    action: str,
+    now: datetime,
+    changes: dict[str, Any],
+) -> None:
+    session.flush()
+    record_audit(session, actor, "segment", segment.id, action, now, changes=changes)
+    enqueue_definition(session, "segment", segment.id, segment_definition(segment), now)
+    session.commit()

@@ -1,0 +1,72 @@
+"""The HTTP client that the control-plane commands share.
+
+The commands go through the API, so the CLI obeys the same roles and lifecycle rules as
+every other client. The URL and token come from options or `HERALD_API_URL` and
+`HERALD_TOKEN`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+import yaml  # type: ignore[import-untyped]
+
+__all__ = ["ApiClient", "TokenOption", "UrlOption", "load_document", "print_json"]
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="HERALD_API_URL", help="Base URL of the Herald API.")
+]
+TokenOption = Annotated[
+    str,
+    typer.Option("--token", envvar="HERALD_TOKEN", help="Your API token (see `herald users`)."),
+]
+DEFAULT_URL = "http://127.0.0.1:8080"
+_TIMEOUT_S = 30.0
+
+
+class ApiClient:
+    """Sends requests to the API and turns error responses into a message and exit code 1."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT_S
+        )
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self._client.request(method, path, json=body, params=query)
+        except httpx.HTTPError as error:
+            typer.echo(f"error: cannot reach the API at {self._client.base_url}: {error}", err=True)
+            raise typer.Exit(1) from None
+        if response.status_code >= 400:
+            typer.echo(f"error: {response.status_code} {_describe(response)}", err=True)
+            raise typer.Exit(1)
+        return None if response.status_code == 204 else response.json()
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        return response.text
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(map(str, d['loc'][1:]))}: {d['msg']}" for d in detail)
+    return str(detail)
+
+
+def load_document(path: Path) -> Any:
+    """Read a YAML or JSON file (JSON is valid YAML)."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        typer.echo(f"error: cannot read {path}: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def print_json(value: Any) -> None:
+    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())

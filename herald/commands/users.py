@@ -1,0 +1,78 @@
+"""`herald users`: bootstrap an account, and manage its users and tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from control.accounts import bootstrap_account
+from control.clock import SystemClock
+from control.db import ControlStore
+from herald.commands.api_client import DEFAULT_URL, ApiClient, TokenOption, UrlOption, print_json
+from herald.config import HeraldSettings
+from schemas.account import Role
+
+__all__ = ["app"]
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("bootstrap")
+def bootstrap(
+    email: Annotated[str, typer.Option(help="Email of the first admin user.")],
+    account: Annotated[str, typer.Option(help="Name of the new account.")] = "Herald",
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the account.")] = "UTC",
+    approval_workflow: Annotated[
+        bool, typer.Option(help="Require approval before a campaign goes out.")
+    ] = False,
+) -> None:
+    """Create an account and its admin directly in the control-plane database.
+
+    Prints the admin's API token, which is not stored and cannot be shown again.
+    """
+    settings = HeraldSettings()
+    store = ControlStore.open(settings.control_db_url, feed_enabled=settings.control_feed)
+    try:
+        with store.session() as session:
+            _admin, token = bootstrap_account(
+                session, account, email, SystemClock().now(), timezone, approval_workflow
+            )
+    finally:
+        store.close()
+    typer.echo(token)
+
+
+@app.command("create")
+def create_user(
+    email: str,
+    role: Annotated[Role, typer.Option(help="admin, creator, approver or analyst.")],
+    token: TokenOption,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Add a user; prints their API token, which is not shown again."""
+    created = ApiClient(url, token).request("POST", "/users", {"email": email, "role": role.value})
+    typer.echo(created["token"])
+
+
+@app.command("list")
+def list_users(token: TokenOption, url: UrlOption = DEFAULT_URL) -> None:
+    """Print one line per user: id, role, email."""
+    for user in ApiClient(url, token).request("GET", "/users"):
+        typer.echo(f"{user['id']}  {user['role']:<8}  {user['email']}")
+
+
+@app.command("token")
+def issue_token(user_id: str, token: TokenOption, url: UrlOption = DEFAULT_URL) -> None:
+    """Issue another API token for a user."""
+    typer.echo(ApiClient(url, token).request("POST", f"/users/{user_id}/tokens")["token"])
+
+
+@app.command("workflow")
+def set_workflow(
+    enabled: Annotated[bool, typer.Argument(help="true to require approval, false to not.")],
+    token: TokenOption,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Turn the account's approval workflow on or off."""
+    print_json(ApiClient(url, token).request("PATCH", "/account", {"approval_workflow": enabled}))

@@ -1,0 +1,66 @@
+"""API contracts of accounts, users and their API tokens."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AccountPublic",
+    "AccountUpdate",
+    "Role",
+    "TokenCreated",
+    "UserCreate",
+    "UserPublic",
+]
+
+
+class Role(StrEnum):
+    """What a user may do.
+
+    admin manages users and settings and may do all the rest; creator writes campaigns and
+    labels; approver also approves and rejects; analyst only reads campaigns and reports
+    and runs SQL.
+    """
+
+    ADMIN = "admin"
+    CREATOR = "creator"
+    APPROVER = "approver"
+    ANALYST = "analyst"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountPublic(_Contract):
+    id: str
+    name: str
+    timezone: str
+    approval_workflow: bool
+
+
+class AccountUpdate(_Contract):
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    approval_workflow: bool | None = None
+
+
+class UserCreate(_Contract):
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+    role: Role
+
+
+class UserPublic(_Contract):
+    id: str
+    email: str
+    role: Role
+    created_at: AwareDatetime
+
+
+class TokenCreated(_Contract):
+    """A new API token; `token` is shown only here, because only its hash is stored."""
+
+    user: UserPublic
+    token: str

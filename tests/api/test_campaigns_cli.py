@@ -1,0 +1,165 @@
+"""The CLI against a real uvicorn server on loopback, loading the example campaigns."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from api.main import create_app
+from herald.cli import app as cli
+from herald.config import HeraldSettings
+from tests.api.control_support import database_url
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "campaigns"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def live_api(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Serve the API with uvicorn on 127.0.0.1; return the CLI's environment for it."""
+    db_url = database_url(tmp_path)
+    app = create_app(HeraldSettings(control_db_url=db_url, control_feed=False))
+    port = _free_port()
+    # Lifespan off: the ingest producer it starts would wait for a Kafka broker.
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    yield {
+        "HERALD_API_URL": f"http://127.0.0.1:{port}",
+        "HERALD_CONTROL_DB_URL": db_url,
+        "HERALD_CONTROL_FEED": "false",
+    }
+    server.should_exit = True
+    thread.join(timeout=10)
+    app.state.control_store.close()
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _load_examples(live_api: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    token = _run(live_api, "users", "bootstrap", "--email", "admin@shop.test").strip()
+    env = {**live_api, "HERALD_TOKEN": token}
+    for name in ("abandoned_cart", "payment_problem", "welcome"):
+        _run(
+            env,
+            "campaigns",
+            "create",
+            str(EXAMPLES / f"{name}.yaml"),
+            "--create-labels",
+            "--publish",
+        )
+    response = httpx.get(
+        f"{live_api['HERALD_API_URL']}/campaigns", headers={"Authorization": f"Bearer {token}"}
+    )
+    return env, {c["name"]: c for c in response.json()}
+
+
+def test_examples_load(live_api: dict[str, str]) -> None:
+    env, campaigns = _load_examples(live_api)
+
+    assert sorted(campaigns) == ["Abandoned cart", "Payment problem", "Welcome"]
+    for campaign in campaigns.values():
+        assert campaign["state"] == "running"
+        assert campaign["when"]["timezone"] == "account"
+        assert campaign["delivery"]["quiet_hours"] is None
+        assert campaign["delivery"]["control_group_percent"] is None
+        assert campaign["delivery"]["throttle"] is None
+        assert campaign["who"] == {"type": "all_users"}
+    account = httpx.get(
+        f"{env['HERALD_API_URL']}/account",
+        headers={"Authorization": f"Bearer {env['HERALD_TOKEN']}"},
+    ).json()
+    assert account["timezone"] == "UTC"
+
+
+def test_abandoned_cart_semantics(live_api: dict[str, str]) -> None:
+    _env, campaigns = _load_examples(live_api)
+    cart = campaigns["Abandoned cart"]
+
+    assert (cart["channel"], cart["labels"]) == ("push", ["Cart Recovery"])
+    assert cart["when"]["type"] == "inaction"
+    assert cart["when"]["did"] == {"event": "add_to_cart", "property_filters": []}
+    assert cart["when"]["did_not"] == {"event": "purchase", "property_filters": []}
+    assert cart["when"]["within"] == "PT1H"
+    assert cart["delivery"]["per_user"] == {"max_sends": 1, "period": "rolling", "window": "P1D"}
+
+
+def test_payment_problem_semantics(live_api: dict[str, str]) -> None:
+    _env, campaigns = _load_examples(live_api)
+    payment = campaigns["Payment problem"]
+
+    assert (payment["channel"], payment["labels"]) == ("sms", ["Support"])
+    assert payment["when"]["type"] == "event"
+    assert payment["when"]["event"] == "payment_error"
+    assert payment["when"]["delay"] == "PT0S"
+    assert payment["when"]["property_filters"] == payment["when"]["profile_filters"] == []
+    assert payment["delivery"]["per_user"] == {
+        "max_sends": 1,
+        "period": "calendar_day",
+        "window": None,
+    }
+
+
+def test_welcome_semantics(live_api: dict[str, str]) -> None:
+    _env, campaigns = _load_examples(live_api)
+    welcome = campaigns["Welcome"]
+
+    assert (welcome["channel"], welcome["labels"]) == ("email", ["Onboarding"])
+    assert welcome["when"]["event"] == "home"
+    assert welcome["when"]["delay"] == "PT0S"
+    assert welcome["when"]["profile_filters"] == [
+        {"property": "user_lifecycle", "op": "eq", "value": "new"}
+    ]
+    assert welcome["delivery"]["per_user"] == {"max_sends": 1, "period": "ever", "window": None}
+
+
+def test_cli_reports_api_errors(live_api: dict[str, str]) -> None:
+    token = _run(live_api, "users", "bootstrap", "--email", "admin@shop.test").strip()
+    env = {**live_api, "HERALD_TOKEN": token}
+
+    labels = CliRunner().invoke(cli, ["labels", "create", "Sale!", "Spring"], env=env)
+    missing = CliRunner().invoke(
+        cli, ["campaigns", "create", str(EXAMPLES / "welcome.yaml")], env=env
+    )
+
+    assert labels.exit_code == 1
+    assert "created Spring" in labels.stdout
+    assert "rejected: label 'Sale!' contains '!', which labels may not contain" in labels.stderr
+    assert missing.exit_code == 1
+    assert "error: 422 labels.0: label 'Onboarding' does not exist" in missing.stderr
+
+
+def test_cli_pause_and_stop(live_api: dict[str, str]) -> None:
+    env, campaigns = _load_examples(live_api)
+    campaign_id = campaigns["Welcome"]["id"]
+
+    stopped = _run(env, "campaigns", "stop", campaign_id)
+    listed = _run(env, "campaigns", "list", "--state", "stopped")
+
+    assert "stopped" in stopped
+    assert campaign_id in listed

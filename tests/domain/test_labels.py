@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.errors import InvalidLabel
+from domain.labels import MAX_LABEL_CHARS, label_key, normalise_label, split_label_batch
+
+FORBIDDEN = ['"', "\\", "%", ">", "<", "!", "\u201c", "\u201d", "\u2018", "\u2019"]
+
+
+@pytest.mark.parametrize("char", FORBIDDEN)
+def test_label_contains_forbidden(char: str) -> None:
+    with pytest.raises(InvalidLabel) as caught:
+        normalise_label(f"Big{char}Sale")
+    name = f"Big{char}Sale"
+    assert str(caught.value) == f"label {name!r} contains {char!r}, which labels may not contain"
+
+
+@pytest.mark.parametrize("char", FORBIDDEN)
+def test_label_starts_with_forbidden(char: str) -> None:
+    with pytest.raises(InvalidLabel) as caught:
+        normalise_label(f"{char}Sale")
+    assert f"starts with {char!r}" in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["", " ", "\t  \n"])
+def test_label_empty_or_spaces(raw: str) -> None:
+    with pytest.raises(InvalidLabel) as caught:
+        normalise_label(raw)
+    assert "is empty or only spaces" in str(caught.value)
+
+
+def test_label_trimmed() -> None:
+    assert normalise_label("  Cart Recovery \t") == "Cart Recovery"
+
+
+def test_label_length_limit() -> None:
+    assert normalise_label("x" * MAX_LABEL_CHARS) == "x" * MAX_LABEL_CHARS
+    with pytest.raises(InvalidLabel) as caught:
+        normalise_label("x" * (MAX_LABEL_CHARS + 1))
+    assert "has 65 characters; a label may have at most 64" in str(caught.value)
+
+
+def test_label_length_counts_trimmed() -> None:
+    assert normalise_label(" " + "x" * MAX_LABEL_CHARS + " ") == "x" * MAX_LABEL_CHARS
+
+
+def test_label_allowed_punctuation() -> None:
+    for name in ["Score-Updates", "Q&A", "50 off", "Re:engage", "Ünïcødé", "a/b", "'single'"]:
+        assert normalise_label(name) == name
+
+
+def test_label_key_ignores_case() -> None:
+    assert label_key("Onboarding") == label_key("ONBOARDING ") == label_key("onboarding")
+
+
+def test_batch_mix() -> None:
+    accepted, rejected = split_label_batch(
+        ["Onboarding", "Sale!", "  ", "onboarding", "Reengage", "Cart"], existing_keys={"cart"}
+    )
+    assert accepted == ["Onboarding", "Reengage"]
+    assert [r.name for r in rejected] == ["Sale!", "  ", "onboarding", "Cart"]
+    assert rejected[0].reason == "label 'Sale!' contains '!', which labels may not contain"
+    assert "already exists" in rejected[2].reason
+    assert "already exists" in rejected[3].reason
+
+
+@given(st.text(max_size=80))
+def test_label_rules_property(raw: str) -> None:
+    name = raw.strip()
+    valid = 0 < len(name) <= MAX_LABEL_CHARS and not any(c in FORBIDDEN for c in name)
+    if valid:
+        assert normalise_label(raw) == name
+    else:
+        with pytest.raises(InvalidLabel):
+            normalise_label(raw)
