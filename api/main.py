@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import health, ingest, upload
+from api.control_plane import install_control_plane
+from api.errors import install_error_handlers
+from api.routes import audit, campaigns, labels, segments, users
+from api.routes import events, health, ingest, upload
 from herald.config import HeraldSettings
 from streams.producer import EventProducer, KafkaUnavailable
 
@@ -22,6 +25,14 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(upload.router)
+    install_control_plane(app)
+    install_error_handlers(app)
+    app.include_router(users.router)
+    app.include_router(labels.router)
+    app.include_router(segments.router)
+    app.include_router(campaigns.router)
+    app.include_router(audit.router)
+    app.include_router(events.router)
 
 
 @asynccontextmanager
