@@ -88,20 +88,40 @@ async def read_json_body(request: Request, max_bytes: int) -> tuple[Any, bytes]:
     Raises:
         HTTPException: 413 when the body is too large, 400 when it is not valid JSON.
     """
-    raw = await request.body()
+    raw = await _read_body(request, max_bytes)
     encoding = request.headers.get("content-encoding", "").lower()
     body = _decompress(raw, encoding, max_bytes)
     if len(body) > max_bytes:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"request body is {len(body)} bytes, more than the {max_bytes} bytes allowed",
-        )
+        raise _too_large(len(body), max_bytes)
     try:
         return orjson.loads(body), body
     except orjson.JSONDecodeError as error:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {error}"
         ) from None
+
+
+def _too_large(size: int, max_bytes: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        detail=f"request body is {size} bytes, more than the {max_bytes} bytes allowed",
+    )
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """Read the body, stopping as soon as it exceeds `max_bytes`, so a huge upload costs
+    no more memory than the limit. Compressed bodies are bounded again after inflating."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(int(declared), max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(size, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _decompress(raw: bytes, encoding: str, max_bytes: int) -> bytes:
@@ -116,8 +136,14 @@ def _decompress(raw: bytes, encoding: str, max_bytes: int) -> bytes:
     decompressor = zlib.decompressobj(wbits)
     try:
         # One byte past the limit is enough to know the body is too large.
-        return decompressor.decompress(raw, max_bytes + 1)
+        body = decompressor.decompress(raw, max_bytes + 1)
     except (zlib.error, gzip.BadGzipFile) as error:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid {encoding}: {error}"
         ) from None
+    if len(body) <= max_bytes and (not decompressor.eof or decompressor.unused_data):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"request body is not valid {encoding}: truncated, or followed by extra bytes",
+        )
+    return body

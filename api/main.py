@@ -10,8 +10,7 @@ from fastapi import FastAPI
 
 from api.control_plane import install_control_plane
 from api.errors import install_error_handlers
-from api.routes import audit, campaigns, labels, segments, users
-from api.routes import events, health, ingest, upload
+from api.routes import audit, campaigns, events, health, ingest, labels, segments, upload, users
 from herald.config import HeraldSettings
 from streams.producer import EventProducer, KafkaUnavailable
 

@@ -15,11 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "ApiSettings",
     "BrokerSettings",
+    "CleverTapAccount",
     "HeraldSettings",
     "IngestSettings",
     "KafkaSettings",
     "LandingSettings",
-    "CleverTapAccount",
 ]
 
 
@@ -33,6 +33,9 @@ class KafkaSettings(BaseModel, frozen=True):
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # How long the API waits for Kafka's acknowledgement before answering 503; the write
+    # may still complete, and the client's retry is then dropped as a copy.
+    send_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class BrokerSettings(BaseModel, frozen=True):

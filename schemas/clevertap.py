@@ -56,7 +56,7 @@ def envelope_from_clevertap(
         raise InvalidEvent("type", f"'{str(kind)[:32]}' is not one of {', '.join(RECORD_TYPES)}")
     if "ts" not in record:
         raise InvalidEvent("ts", "missing: the time of the record in epoch seconds")
-    moment = parse_timestamp(record["ts"], "ts", received_at, limits)
+    moment = parse_timestamp(record["ts"], "ts", received_at, limits, epoch_strings=True)
     envelope: dict[str, Any] = {
         "message_id": f"ct-{digest}-{index}",
         "type": "track" if kind == "event" else "identify",

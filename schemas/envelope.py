@@ -68,6 +68,7 @@ RESERVED_EVENT_NAMES = frozenset(
 # Epoch values at or above this are read as milliseconds: as seconds it is the year 5138.
 _EPOCH_MS_THRESHOLD = 100_000_000_000
 _MAX_ID_CHARS = 255
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Event(BaseModel):
@@ -126,21 +127,37 @@ class EventLimits:
 
 def format_timestamp(moment: datetime) -> str:
     """Format an aware datetime as ISO-8601 in UTC with microseconds and a `Z` suffix."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # strftime does not zero-pad years before 1000 on Linux; the format must stay fixed-width.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
-def parse_timestamp(value: Any, field: str, now: datetime, limits: EventLimits) -> datetime:
-    """Read an ISO-8601 string with an offset, or epoch seconds or milliseconds, as UTC.
+def parse_timestamp(
+    value: Any, field: str, now: datetime, limits: EventLimits, *, epoch_strings: bool = False
+) -> datetime:
+    """Read an ISO-8601 string with an offset, or a JSON number of epoch seconds or
+    milliseconds, as UTC. A numeric string is read as epoch time only with
+    `epoch_strings`, for fields defined as epoch time; elsewhere `"20240313"` would
+    silently become a day in 1970.
 
     Raises:
-        InvalidEvent: the value is of another type, unparseable, without a UTC offset, or
-            later than `now` plus the allowed clock skew.
+        InvalidEvent: the value is of another type, unparseable, without a UTC offset,
+            before 1970, or later than `now` plus the allowed clock skew.
     """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidEvent(
             field, f"expected an ISO-8601 string or epoch number, got {type(value).__name__}"
         )
-    moment = _parse_epoch(value, field) if not isinstance(value, str) else _parse_text(value, field)
+    if not isinstance(value, str):
+        moment = _parse_epoch(value, field)
+    elif epoch_strings and _is_decimal(value):
+        moment = _parse_epoch(float(value), field)
+    else:
+        moment = _parse_text(value, field)
+    if moment < _EARLIEST:
+        raise InvalidEvent(
+            field, f"{format_timestamp(moment)} is before 1970-01-01; check the sender's clock"
+        )
     latest = now + timedelta(seconds=limits.max_future_skew_s)
     if moment > latest:
         raise InvalidEvent(
@@ -153,8 +170,6 @@ def parse_timestamp(value: Any, field: str, now: datetime, limits: EventLimits) 
 
 def _parse_text(value: str, field: str) -> datetime:
     text = value.strip()
-    if _looks_numeric(text):
-        return _parse_epoch(float(text), field)
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
@@ -165,25 +180,32 @@ def _parse_text(value: str, field: str) -> datetime:
         raise InvalidEvent(
             field, f"'{value[:64]}' has no UTC offset; add 'Z' or an offset such as '+02:00'"
         )
-    return moment.astimezone(UTC)
-
-
-def _parse_epoch(value: float, field: str) -> datetime:
-    if not math.isfinite(value):
-        raise InvalidEvent(field, f"{value} is not a finite epoch time")
-    seconds = value / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else value
     try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise InvalidEvent(field, f"{value} is out of the range of epoch times") from None
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(field, f"'{value[:64]}' is out of the range of timestamps") from None
 
 
-def _looks_numeric(text: str) -> bool:
+def _is_decimal(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
     return True
+
+
+def _parse_epoch(value: float, field: str) -> datetime:
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise InvalidEvent(field, f"{str(value)[:32]} is not a finite epoch time")
+    seconds = value / 1000 if abs(value) >= _EPOCH_MS_THRESHOLD else value
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidEvent(field, f"{value} is out of the range of epoch times") from None
 
 
 def check_identity(user_id: Any, anonymous_id: Any) -> tuple[str | None, str | None]:

@@ -60,7 +60,8 @@ def envelope_from_segment(
     )
     context = check_json_object(message.get("context"), "context", limits)
     if batch_context:
-        context = {**batch_context, **context}
+        # The batch's context reaches every message, so it meets the same limits.
+        context = check_json_object({**batch_context, **context}, "context", limits)
     envelope: dict[str, Any] = {
         "message_id": _message_id(_pick(message, "messageId", "message_id")),
         "type": kind,

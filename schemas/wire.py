@@ -19,6 +19,8 @@ from schemas.envelope import format_timestamp
 
 __all__ = ["decode_events", "encode_events", "encode_rejection", "partition_key"]
 
+_MAX_PAYLOAD_TEXT = 16 * 1024
+
 
 def partition_key(envelope: dict[str, Any]) -> str:
     """The key whose hash picks an event's partition: the user id, else the anonymous id."""
@@ -31,7 +33,13 @@ def encode_events(encoded: Sequence[bytes]) -> bytes:
 
 
 def decode_events(value: bytes) -> list[dict[str, Any]]:
-    """Decode a record value holding one envelope or an array of them."""
+    """Decode a record value holding one envelope or an array of them.
+
+    Raises:
+        ValueError: the value is missing, not JSON, or neither an object nor an array.
+    """
+    if value is None:
+        raise ValueError("record has no value")
     decoded = orjson.loads(value)
     if isinstance(decoded, dict):
         return [decoded]
@@ -49,15 +57,28 @@ def encode_rejection(
     payload: Any,
     received_at: datetime,
 ) -> bytes:
-    """Serialise a rejected event, with its reason, for the `events.rejected` topic."""
-    return orjson.dumps(
-        {
-            "source": source,
-            "reason": reason,
-            "field": field,
-            "index": index,
-            "received_at": format_timestamp(received_at),
-            "payload": payload,
-        },
-        default=repr,
-    )
+    """Serialise a rejected event, with its reason, for the `events.rejected` topic.
+
+    A payload that JSON cannot hold again (nested past orjson's limit) is kept as the
+    start of its text form, so the rejection itself never fails.
+    """
+    record = {
+        "source": source,
+        "reason": reason,
+        "field": field,
+        "index": index,
+        "received_at": format_timestamp(received_at),
+        "payload": payload,
+    }
+    try:
+        return orjson.dumps(record, default=repr)
+    except (TypeError, orjson.JSONEncodeError):
+        record["payload"] = _payload_text(payload)
+        return orjson.dumps(record)
+
+
+def _payload_text(payload: Any) -> str:
+    try:
+        return repr(payload)[:_MAX_PAYLOAD_TEXT]
+    except RecursionError:
+        return f"<{type(payload).__name__} nested too deeply to keep>"

@@ -7,10 +7,18 @@ copy in the same index. The window is measured on `received_at`: a copy received
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["DedupIndex"]
+from schemas.envelope import format_timestamp
+
+__all__ = ["DedupIndex", "identity_of"]
+
+
+def identity_of(envelope: dict[str, Any]) -> str:
+    """The identity a message id belongs to; user and anonymous ids never collide."""
+    user_id = envelope.get("user_id")
+    return f"u:{user_id}" if user_id else f"a:{envelope['anonymous_id']}"
 
 
 def _epoch_s(text: str) -> float:
@@ -18,37 +26,46 @@ def _epoch_s(text: str) -> float:
 
 
 class DedupIndex:
-    """Remembers the message ids one partition has landed in the last `window_s` seconds."""
+    """Remembers the message ids one partition has landed in the last `window_s` seconds.
+
+    Times are kept as the envelopes' canonical UTC strings, which sort like the instants
+    they name, so the common case (a new id) parses nothing.
+    """
 
     def __init__(self, window_s: float) -> None:
         self._window_s = window_s
-        self._seen: dict[tuple[str, str], float] = {}
-        self._latest_s = 0.0
+        self._seen: dict[tuple[str, str], str] = {}
+        self._latest = ""
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def remember(self, identity: str, message_id: str, received_s: float) -> None:
+    def remember(self, identity: str, message_id: str, received_at: str) -> None:
         """Record an id that is already landed (used when rebuilding from Parquet)."""
         key = (identity, message_id)
-        self._seen[key] = max(received_s, self._seen.get(key, received_s))
-        self._latest_s = max(self._latest_s, received_s)
+        self._seen[key] = max(received_at, self._seen.get(key, received_at))
+        self._latest = max(self._latest, received_at)
 
     def is_duplicate(self, envelope: dict[str, Any]) -> bool:
         """Return True for a copy of an event seen within the window; remember it otherwise."""
-        key = (envelope.get("user_id") or envelope["anonymous_id"], envelope["message_id"])
-        received_s = _epoch_s(envelope["received_at"])
-        first_s = self._seen.get(key)
-        if first_s is not None and received_s - first_s <= self._window_s:
+        key = (identity_of(envelope), envelope["message_id"])
+        received_at = envelope["received_at"]
+        first = self._seen.get(key)
+        if first is not None and _epoch_s(received_at) - _epoch_s(first) <= self._window_s:
             return True
-        self._seen[key] = received_s
-        self._latest_s = max(self._latest_s, received_s)
+        self._seen[key] = received_at
+        if received_at > self._latest:
+            self._latest = received_at
         return False
 
     def prune(self) -> int:
         """Forget ids older than the window; return how many were dropped."""
-        horizon = self._latest_s - self._window_s
-        stale = [key for key, seen_s in self._seen.items() if seen_s < horizon]
+        if not self._latest:
+            return 0
+        horizon = format_timestamp(
+            datetime.fromisoformat(self._latest) - timedelta(seconds=self._window_s)
+        )
+        stale = [key for key, seen in self._seen.items() if seen < horizon]
         for key in stale:
             del self._seen[key]
         return len(stale)

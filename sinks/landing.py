@@ -36,14 +36,21 @@ from herald.config import KafkaSettings, LandingSettings
 from schemas.wire import decode_events, encode_rejection
 from sinks.dedup import DedupIndex
 from sinks.files import TEMP_PREFIX, write_parquet_atomically
-from sinks.parquet import LandedFile, LandedRow, event_tables_by_date, events_dir, landed_files
+from sinks.parquet import (
+    JSON_FIELDS,
+    STRING_FIELDS,
+    LandedFile,
+    LandedRow,
+    event_tables_by_date,
+    events_dir,
+    landed_files,
+)
 from streams.producer import EventProducer
 
 __all__ = ["LandingStats", "ParquetLanding"]
 
 logger = logging.getLogger(__name__)
 
-_REQUIRED_FIELDS = ("message_id", "type", "timestamp", "received_at")
 # The form `format_timestamp` writes; the date partition is read from its first ten characters.
 _UTC_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
@@ -60,11 +67,20 @@ class LandingStats:
 
 @dataclass(slots=True)
 class _PartitionBuffer:
+    """Records of one partition not yet landed.
+
+    `lock` serialises flushes, so a revocation waits for a flush in progress and the next
+    owner of the partition never sees this worker write after it took over. `revoked`
+    stops a consume loop that still holds the buffer.
+    """
+
     dedup: DedupIndex
     rows: list[LandedRow] = field(default_factory=list)
     first_offset: int = -1
     last_offset: int = -1
     opened_at_s: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    revoked: bool = False
 
     @property
     def empty(self) -> bool:
@@ -131,6 +147,8 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         for record in records:
             if not buffer.empty and record.offset // block != buffer.first_offset // block:
                 await self._flush(partition, buffer)
+            if buffer.revoked:
+                return
             if buffer.empty:
                 buffer.first_offset = record.offset
                 buffer.opened_at_s = time.monotonic()
@@ -142,7 +160,7 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
     ) -> None:
         try:
             envelopes = decode_events(record.value)
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             await self._reject(
                 record, f"record value is not an event or an array of events: {error}", None
             )
@@ -163,7 +181,8 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
             reason,
             extra={"partition": record.partition, "offset": record.offset},
         )
-        payload = payload if payload is not None else record.value.decode("utf-8", "replace")[:4096]
+        if payload is None and record.value is not None:
+            payload = record.value.decode("utf-8", "replace")[:4096]
         value = encode_rejection(
             source="landing",
             reason=reason,
@@ -181,19 +200,24 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._flush(partition, buffer)
 
     async def _flush(self, partition: int, buffer: _PartitionBuffer) -> None:
-        tables = event_tables_by_date(buffer.rows, partition)
+        async with buffer.lock:
+            if not buffer.revoked and not buffer.empty:
+                await self._flush_locked(partition, buffer)
+
+    async def _flush_locked(self, partition: int, buffer: _PartitionBuffer) -> None:
         name = LandedFile.file_name(partition, buffer.first_offset, buffer.last_offset)
         root = events_dir(self._data_dir)
-        await asyncio.to_thread(_write_all, root, name, tables)
+        # Building the tables costs more than writing them; off the loop, fetches go on.
+        files = await asyncio.to_thread(_write_all, root, name, buffer.rows, partition)
         landed, last_offset = len(buffer.rows), buffer.last_offset
         buffer.reset()
         self.stats.landed += landed
-        self.stats.files += len(tables)
+        self.stats.files += files
         await self._commit(partition, last_offset + 1)
         logger.debug(
             "flushed %d events to %d files",
             landed,
-            len(tables),
+            files,
             extra={"partition": partition, "file": name},
         )
         if len(buffer.dedup) > 100_000:
@@ -215,8 +239,12 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         for topic_partition in revoked:
             buffer = self._buffers.pop(topic_partition.partition, None)
-            if buffer is not None and not buffer.empty:
-                await self._flush(topic_partition.partition, buffer)
+            if buffer is None:
+                continue
+            async with buffer.lock:
+                if not buffer.empty:
+                    await self._flush_locked(topic_partition.partition, buffer)
+                buffer.revoked = True
         if revoked:
             logger.info(
                 "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
@@ -263,18 +291,22 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
             return index
         with duckdb.connect() as connection:
             rows = connection.execute(
-                "SELECT coalesce(user_id, anonymous_id), message_id, epoch_us(received_at) / 1e6 "
+                "SELECT CASE WHEN user_id IS NOT NULL AND user_id <> '' THEN 'u:' || user_id "
+                "ELSE 'a:' || anonymous_id END, message_id, "
+                "strftime(received_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') "
                 "FROM read_parquet($paths) WHERE received_at >= to_timestamp($horizon)",
                 {"paths": paths, "horizon": horizon_s},
             ).fetchall()
-        for identity, message_id, received_s in rows:
-            index.remember(identity, message_id, received_s)
+        for identity, message_id, received_at in rows:
+            index.remember(identity, message_id, received_at)
         return index
 
 
-def _write_all(root: Path, name: str, tables: dict[str, Any]) -> None:
+def _write_all(root: Path, name: str, rows: list[LandedRow], partition: int) -> int:
+    tables = event_tables_by_date(rows, partition)
     for date, table in tables.items():
         write_parquet_atomically(table, root / f"date={date}" / name)
+    return len(tables)
 
 
 def _remove_uncommitted(data_dir: Path, partition: int, start_offset: int) -> int:
@@ -292,13 +324,35 @@ def _remove_uncommitted(data_dir: Path, partition: int, start_offset: int) -> in
 def _envelope_problem(envelope: Any) -> str | None:
     if not isinstance(envelope, dict):
         return f"expected an event object, got {type(envelope).__name__}"
-    missing = [name for name in _REQUIRED_FIELDS if not envelope.get(name)]
-    if missing:
-        return f"event lacks {', '.join(missing)}"
+    if not (envelope.get("message_id") and envelope.get("type")):
+        return "event lacks message_id or type"
     if not (envelope.get("user_id") or envelope.get("anonymous_id")):
         return "event has neither user_id nor anonymous_id"
+    for name in STRING_FIELDS:
+        value = envelope.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is a {type(value).__name__}, not a string"
+    for name in JSON_FIELDS:
+        value = envelope.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is a {type(value).__name__}, not a JSON object"
+    labels = envelope.get("labels")
+    if labels is not None and not (
+        isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+    ):
+        return "labels is not a list of strings"
     for name in ("timestamp", "received_at"):
-        value = envelope[name]
-        if not isinstance(value, str) or not _UTC_TIMESTAMP.match(value):
+        value = envelope.get(name)
+        if not isinstance(value, str) or not _is_utc_timestamp(value):
             return f"{name} {str(value)[:40]!r} is not a UTC timestamp such as 2024-03-13T10:21:14Z"
     return None
+
+
+def _is_utc_timestamp(value: str) -> bool:
+    if not _UTC_TIMESTAMP.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)  # the pattern allows days such as 02-30
+    except ValueError:
+        return False
+    return True

@@ -20,6 +20,8 @@ import pyarrow as pa
 
 __all__ = [
     "EVENTS_SCHEMA",
+    "JSON_FIELDS",
+    "STRING_FIELDS",
     "LandedFile",
     "LandedRow",
     "event_tables_by_date",
@@ -53,11 +55,11 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 
-_STRING_FIELDS = (
+STRING_FIELDS = (
     "message_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
     "previous_id", "campaign_id", "variant", "channel",
 )  # fmt: skip
-_JSON_FIELDS = ("properties", "traits", "context")
+JSON_FIELDS = ("properties", "traits", "context")
 _FILE_NAME = re.compile(r"^part-(\d+)-(\d+)-(\d+)\.parquet$")
 
 
@@ -112,12 +114,12 @@ def event_tables_by_date(rows: Iterable[LandedRow], partition: int) -> dict[str,
 def _events_table(rows: list[LandedRow], partition: int) -> pa.Table:
     envelopes = [row.envelope for row in rows]
     columns: dict[str, pa.Array] = {
-        name: pa.array([e.get(name) for e in envelopes], pa.string()) for name in _STRING_FIELDS
+        name: pa.array([e.get(name) for e in envelopes], pa.string()) for name in STRING_FIELDS
     }
     for name in ("timestamp", "received_at"):
         texts = pa.array([e.get(name) for e in envelopes], pa.string())
         columns[name] = texts.cast(pa.timestamp("us", tz="UTC"))
-    for name in _JSON_FIELDS:
+    for name in JSON_FIELDS:
         columns[name] = pa.array(
             [orjson.dumps(e.get(name) or {}).decode() for e in envelopes], pa.string()
         )

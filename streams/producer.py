@@ -58,7 +58,15 @@ class EventProducer:
         async with self._start_lock:
             if self._partition_count:
                 return
-            self._partition_count = await self._connect()
+            try:
+                self._partition_count = await asyncio.wait_for(
+                    self._connect(), self._settings.send_timeout_s
+                )
+            except TimeoutError:
+                raise KafkaUnavailable(
+                    f"Kafka at {self._settings.bootstrap_servers} did not answer within "
+                    f"{self._settings.send_timeout_s:g} s"
+                ) from None
         logger.info(
             "producer started",
             extra={"topic": self._settings.events_topic, "partitions": self._partition_count},
@@ -74,6 +82,9 @@ class EventProducer:
             raise KafkaUnavailable(
                 f"cannot reach Kafka at {self._settings.bootstrap_servers}: {error}"
             ) from error
+        except asyncio.CancelledError:
+            await producer.stop()
+            raise
         if not partitions:
             await producer.stop()
             raise KafkaUnavailable(
@@ -134,10 +145,15 @@ class EventProducer:
 
     async def _await_all(self, sends: list[Any]) -> None:
         try:
-            futures = await asyncio.gather(*sends)
-            await asyncio.gather(*futures)
+            async with asyncio.timeout(self._settings.send_timeout_s):
+                futures = await asyncio.gather(*sends)
+                await asyncio.gather(*futures)
         except KafkaError as error:
             raise KafkaUnavailable(f"Kafka did not acknowledge the write: {error}") from error
+        except TimeoutError:
+            raise KafkaUnavailable(
+                f"Kafka did not acknowledge the write within {self._settings.send_timeout_s:g} s"
+            ) from None
 
 
 def _records(encoded: list[bytes]) -> list[bytes]:

@@ -28,6 +28,7 @@ async def create_batch(
     """Store a batch of Segment messages of any type."""
     body, _raw = await read_json_body(request, settings.ingest.max_batch_bytes)
     messages = _batch_messages(body, settings.ingest.max_batch_events)
+    # A context that is not an object is ignored, as Segment's API does.
     batch_context = body.get("context") if isinstance(body.get("context"), dict) else None
     limits = EventLimits.from_settings(settings.ingest)
     received_at = datetime.now(UTC)

@@ -19,6 +19,7 @@ import duckdb
 import httpx
 import polars as pl
 import typer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -56,7 +57,7 @@ def demo(
         _wait_for_api(host, processes[1], logs / "api.log")
         _replay(dataset, host)
         expected = _csv_counts(dataset)
-        _wait_for_landing(settings.landing.data_dir, sum(expected.values()), timeout_s)
+        _wait_for_landing(settings, sum(expected.values()), timeout_s)
         matched = _print_comparison(expected, _landed_counts(settings.landing.data_dir))
     finally:
         if not keep_running:
@@ -136,16 +137,44 @@ def _landed_counts(data_dir: Path) -> dict[str, int]:
     return {}
 
 
-def _wait_for_landing(data_dir: Path, expected: int, timeout_s: float) -> None:
+def _wait_for_landing(settings: HeraldSettings, expected: int, timeout_s: float) -> None:
+    """Wait until the landing has committed every record of the events topic.
+
+    Waiting on the committed offsets rather than on the count is what lets a second run
+    show that nothing landed twice: its events are already counted before they land.
+    """
     columns = (TextColumn("landing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=_console) as progress:
         task = progress.add_task("landing", total=expected)
         deadline = time.monotonic() + timeout_s
-        landed = 0
-        while landed < expected and time.monotonic() < deadline:
-            landed = sum(_landed_counts(data_dir).values())
-            progress.update(task, completed=landed)
+        while time.monotonic() < deadline:
+            landed = sum(_landed_counts(settings.landing.data_dir).values())
+            progress.update(task, completed=min(landed, expected))
+            if asyncio.run(_landing_lag(settings)) == 0:
+                return
             time.sleep(0.5)
+
+
+async def _landing_lag(settings: HeraldSettings) -> int:
+    """Count the records of the events topic that the landing group has not committed."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.landing.group_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(settings.kafka.events_topic) or set()
+        topic_partitions = [TopicPartition(settings.kafka.events_topic, p) for p in partitions]
+        ends = await consumer.end_offsets(topic_partitions)
+        lag = 0
+        for topic_partition in topic_partitions:
+            committed = await consumer.committed(topic_partition) or 0
+            lag += max(0, ends[topic_partition] - committed)
+        return lag
+    finally:
+        await consumer.stop()
 
 
 def _print_comparison(expected: dict[str, int], landed: dict[str, int]) -> bool:

@@ -21,12 +21,15 @@ __all__ = ["api", "worker"]
 logger = logging.getLogger(__name__)
 
 
-def _create_topics(settings: HeraldSettings) -> None:
+def _create_topics(settings: HeraldSettings, *, required: bool) -> None:
     try:
         asyncio.run(ensure_topics(settings.kafka, herald_topics(settings.kafka)))
     except TopicAdminError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        if required:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        # The API serves the control plane without Kafka and answers ingest with 503.
+        logger.warning("Kafka topics not checked: %s", error)
 
 
 def build_worker_app(
@@ -52,7 +55,7 @@ def worker(
 ) -> None:
     settings = HeraldSettings()
     configure_logging(log_level, settings.log_format)
-    _create_topics(settings)
+    _create_topics(settings, required=True)
     app = build_worker_app(settings, landing=landing, profiles=profiles)
     logger.info(
         "worker starting",
@@ -74,7 +77,7 @@ def api(
 
     settings = HeraldSettings()
     configure_logging(log_level, settings.log_format)
-    _create_topics(settings)
+    _create_topics(settings, required=False)
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,

@@ -281,3 +281,71 @@ def test_clevertap_upload(stack) -> None:  # type: ignore[no-untyped-def]
         "/1/upload", records, headers={**headers, "X-CleverTap-Passcode": "wrong"}, auth=None
     )
     assert unauthorised.status_code == 401
+
+
+def test_out_of_range_timestamps(stack) -> None:  # type: ignore[no-untyped-def]
+    year_one = stack.post(
+        "/v1/track", _track("old", "home", "old-1", timestamp="0001-01-01T00:00:00Z")
+    )
+    assert year_one.status_code == 400
+    assert year_one.json()["detail"] == {
+        "field": "timestamp",
+        "reason": "0001-01-01T00:00:00.000000Z is before 1970-01-01; check the sender's clock",
+    }
+    overflow = stack.post(
+        "/v1/track", _track("old", "home", "old-2", timestamp="9999-12-31T23:59:59-01:00")
+    )
+    assert overflow.status_code == 400
+    assert (
+        overflow.json()["detail"]["reason"]
+        == "'9999-12-31T23:59:59-01:00' is out of the range of timestamps"
+    )
+
+
+def test_deeply_nested_event_in_batch(stack) -> None:  # type: ignore[no-untyped-def]
+    # Python's encoders stop short of this depth, so the body is written by hand.
+    deep = orjson.dumps(_track("deep", "home", "deep-1", properties={"a": "NESTED"}))
+    deep = deep.replace(b'"NESTED"', b"[" * 1000 + b"]" * 1000)
+    body = b'{"batch": [' + deep + b"," + orjson.dumps(_track("deep", "home", "deep-2")) + b"]}"
+    response = stack.post("/v1/batch", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    assert response.json()["rejected"][0]["reason"] == "is nested deeper than the 5 levels allowed"
+
+
+def test_body_limits_before_reading(stack) -> None:  # type: ignore[no-untyped-def]
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * 65536
+
+    streamed = stack.post(
+        "/v1/batch", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert "more than the 512000 bytes allowed" in streamed.json()["detail"]
+
+
+def test_truncated_gzip_rejected(stack) -> None:  # type: ignore[no-untyped-def]
+    body = gzip.compress(orjson.dumps({"batch": [_track("gz", "home", "gz-2")]}))
+    for broken in (body[:-8], body + b"garbage"):
+        response = stack.post("/v1/batch", content=broken, headers={"content-encoding": "gzip"})
+        assert response.status_code == 400
+        assert response.json()["detail"].startswith("request body is not valid gzip")
+
+
+def test_kafka_down_gives_503(kafka_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.stack import HeraldStack, free_port
+
+    dead = kafka_settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})
+    stack = HeraldStack(dead, tmp_path, HERALD_KAFKA__SEND_TIMEOUT_S="2")
+    stack.start_api()
+    try:
+        response = stack.post("/v1/track", _track("down", "home", "down-1"), timeout=20)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert (
+            response.json()["detail"]
+            == "events were not stored because Kafka is unavailable; retry the request"
+        )
+    finally:
+        stack.stop()
