@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: install kafka test demo
+.PHONY: install kafka test test-postgres demo
 
 ## Install Herald and its development tools into the current Python environment.
 install:
@@ -16,6 +16,15 @@ kafka:
 ## Run the tests. Tests marked `kafka` start the broker themselves when none is running.
 test:
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+## Run the control-plane tests again on a throwaway PostgreSQL server on 127.0.0.1
+## (installed from Debian's packages when missing).
+test-postgres:
+	bash .ci/postgres.sh start > .herald/postgres-url
+	HERALD_TEST_DATABASE_URL="$$(cat .herald/postgres-url)" $(PYTHON) -m pytest -q -m "not kafka" \
+		tests/api/test_labels.py tests/api/test_campaigns.py tests/api/test_campaigns_cli.py \
+		tests/api/test_campaigns_edit_rules.py tests/api/test_campaigns_roles.py tests/control; \
+		status=$$?; bash .ci/postgres.sh stop; exit $$status
 
 ## From nothing: install, start Kafka, a worker and the API, replay the reference dataset,
 ## and print the landed count of each event name next to the CSV's.
