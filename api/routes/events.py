@@ -16,7 +16,7 @@ from api.auth import CurrentUser
 from api.deps import SettingsDep
 from queries.reports import event_counts
 
-router = APIRouter(prefix="/v1/events", tags=["reports"])
+router = APIRouter(prefix="/reports", tags=["reports"])
 
 
 class EventCount(BaseModel):
@@ -27,7 +27,7 @@ class EventCount(BaseModel):
     users: int
 
 
-@router.get("/counts", response_model=list[EventCount])
+@router.get("/events", response_model=list[EventCount])
 def read_event_counts(
     settings: SettingsDep,
     _: CurrentUser,
