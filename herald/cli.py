@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from herald.logs import configure_logging
 from herald.commands import campaigns, demo, kafka, labels, replay, serve, sql, users
+from herald.logs import configure_logging
 
 app = typer.Typer(
     help="Herald: events in, campaigns out, Parquet for analysts.", no_args_is_help=True

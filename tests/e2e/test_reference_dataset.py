@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC
 from pathlib import Path
 
 import polars as pl
