@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import faust
 import typer
@@ -43,9 +44,28 @@ def build_worker_app(
 
         @app.task
         async def land_events() -> None:
-            await ParquetLanding(settings.kafka, settings.landing).run()
+            await _land_with_restarts(settings)
 
     return app
+
+
+async def _land_with_restarts(settings: HeraldSettings) -> None:
+    """Run the landing, starting it again after an unexpected error.
+
+    Nothing is lost by a restart: the new consumer starts from the committed offsets and
+    removes files past them. The delay doubles up to a minute while failures repeat.
+    """
+    delay_s = 1.0
+    while True:
+        started_s = time.monotonic()
+        try:
+            await ParquetLanding(settings.kafka, settings.landing).run()
+        except Exception:
+            logger.exception("landing failed; restarting in %.0f s", delay_s)
+        if time.monotonic() - started_s > 300:
+            delay_s = 1.0
+        await asyncio.sleep(delay_s)
+        delay_s = min(delay_s * 2, 60.0)
 
 
 def worker(
