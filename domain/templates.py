@@ -10,9 +10,10 @@ the gap before any user sees it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -36,6 +37,13 @@ def check_template(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)
+def _compiled(text: str) -> Template:
+    # Compiling costs far more than rendering, and a campaign renders the same texts for
+    # every user it sends to.
+    return _ENVIRONMENT.from_string(text)
+
+
 def render_template(
     text: str,
     profile: Mapping[str, Any],
@@ -49,7 +57,7 @@ def render_template(
     """
     context = {"profile": {**defaults, **profile}}
     try:
-        return _ENVIRONMENT.from_string(text).render(context)
+        return _compiled(text).render(context)
     except UndefinedError as error:
         raise InvalidValue(
             f"cannot render {text!r}: {error.message}; add the field to the profile or "
