@@ -1,0 +1,181 @@
+"""The state the delivery controls read, as plain JSON-ready dicts for Faust tables.
+
+Two records exist: a user's send history (kept per user, in the user's partition) and a
+campaign's counters (kept per campaign). Both are bounded. Send times older than
+`HISTORY_HORIZON_S` are pruned, which covers the longest window any control reads: a
+global cap of 30 local days, a calendar month, or a rolling window of 30 days, each plus
+one day of time-zone offset. At most `MAX_KEPT_SENDS` times are kept per list, because a
+cap of N sends only ever needs the latest N.
+
+The record functions never change their input. They return a new record, so a caller
+can compare or discard it before writing it back to a table.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypedDict
+from zoneinfo import ZoneInfo
+
+from domain.delivery.clock import epoch_seconds
+
+__all__ = [
+    "BUCKET_S",
+    "HISTORY_HORIZON_S",
+    "MAX_KEPT_RUNS",
+    "MAX_KEPT_SENDS",
+    "CampaignCounters",
+    "CampaignSends",
+    "UserSendHistory",
+    "new_campaign_counters",
+    "new_user_history",
+    "prune_user_history",
+    "record_campaign_send",
+    "record_user_send",
+]
+
+HISTORY_HORIZON_S = 32 * 86_400
+MAX_KEPT_SENDS = 1000
+MAX_KEPT_RUNS = 8
+BUCKET_S = 300
+_KEPT_PERIODS = 2
+
+
+class CampaignSends(TypedDict):
+    """One campaign's sends to one user: the count ever and the recent send times."""
+
+    total: int
+    recent: list[int]
+
+
+class UserSendHistory(TypedDict):
+    """A user's sends, as epoch seconds in ascending order.
+
+    `channels` lists the sends that count toward the global caps of each channel;
+    `campaigns` lists every send of each campaign.
+    """
+
+    channels: dict[str, list[int]]
+    campaigns: dict[str, CampaignSends]
+
+
+class CampaignCounters(TypedDict):
+    """A campaign's sends per 5-minute bucket, per account-local day, per run and overall.
+
+    Keys are strings so that the record survives a JSON round trip: a bucket is the epoch
+    second of its start divided by `BUCKET_S`, a day is an ISO date.
+
+    NOTE: the throttle and the limits are exact only when every send of a campaign
+    updates one record. A table sharded by user partition keeps one record per partition
+    and so allows up to N times the limits with N partitions.
+    """
+
+    buckets: dict[str, int]
+    days: dict[str, int]
+    runs: dict[str, int]
+    overall: int
+
+
+def new_user_history() -> UserSendHistory:
+    return {"channels": {}, "campaigns": {}}
+
+
+def new_campaign_counters() -> CampaignCounters:
+    return {"buckets": {}, "days": {}, "runs": {}, "overall": 0}
+
+
+def record_user_send(
+    history: UserSendHistory,
+    campaign_id: str,
+    channel: str,
+    at: datetime,
+    counts_toward_global_caps: bool = True,
+) -> UserSendHistory:
+    """Return `history` with one more send of `campaign_id` on `channel` at `at`.
+
+    A campaign that ignores the global caps passes `counts_toward_global_caps=False`, so
+    that its messages (password resets, receipts) do not use up the user's marketing
+    allowance on that channel.
+    """
+    at_s = epoch_seconds(at)
+    oldest_s = at_s - HISTORY_HORIZON_S
+    channels = dict(history["channels"])
+    if counts_toward_global_caps:
+        channels[channel] = _with_time(channels.get(channel, []), at_s, oldest_s)
+    campaigns = dict(history["campaigns"])
+    previous = campaigns.get(campaign_id)
+    total = previous["total"] if previous else 0
+    recent = previous["recent"] if previous else []
+    campaigns[campaign_id] = {"total": total + 1, "recent": _with_time(recent, at_s, oldest_s)}
+    return {"channels": channels, "campaigns": campaigns}
+
+
+def prune_user_history(history: UserSendHistory, now: datetime) -> UserSendHistory:
+    """Return `history` without send times older than the horizon.
+
+    Channels left without sends are dropped. A campaign's entry stays, because its
+    `total` feeds per-user limits of period `ever`.
+
+    NOTE: campaign entries are never dropped, so the record grows by one small entry per
+    campaign the user was ever sent. This lasts until the stream drops the entries of
+    completed and deleted campaigns.
+    """
+    oldest_s = epoch_seconds(now) - HISTORY_HORIZON_S
+    channels = {
+        channel: kept
+        for channel, times in history["channels"].items()
+        if (kept := times[bisect_right(times, oldest_s) :])
+    }
+    campaigns: dict[str, CampaignSends] = {
+        campaign_id: {"total": sends["total"], "recent": _newer_than(sends["recent"], oldest_s)}
+        for campaign_id, sends in history["campaigns"].items()
+    }
+    return {"channels": channels, "campaigns": campaigns}
+
+
+def record_campaign_send(
+    counters: CampaignCounters, at: datetime, run_id: str | None, account_zone: ZoneInfo
+) -> CampaignCounters:
+    """Return `counters` with one more send at `at`, in run `run_id` if it has runs.
+
+    Only the latest two buckets and the latest two days are kept: the current one, and
+    the one before for a send decided just before the boundary and recorded after it.
+    Runs keep the latest `MAX_KEPT_RUNS` ids in the order they first appeared.
+    """
+    bucket = str(epoch_seconds(at) // BUCKET_S)
+    day = at.astimezone(account_zone).date().isoformat()
+    runs = counters["runs"]
+    if run_id is not None:
+        runs = _latest_keys({**runs, run_id: runs.get(run_id, 0) + 1}, MAX_KEPT_RUNS)
+    return {
+        "buckets": _latest_counts(counters["buckets"], bucket, int),
+        "days": _latest_counts(counters["days"], day, str),
+        "runs": runs,
+        "overall": counters["overall"] + 1,
+    }
+
+
+def _with_time(times: list[int], at_s: int, oldest_s: int) -> list[int]:
+    kept = _newer_than(times, oldest_s)
+    insort(kept, at_s)
+    return kept[-MAX_KEPT_SENDS:]
+
+
+def _newer_than(times: list[int], oldest_s: int) -> list[int]:
+    return times[bisect_right(times, oldest_s) :]
+
+
+def _latest_counts(
+    counts: dict[str, int], added: str, sort_key: Callable[[str], int | str]
+) -> dict[str, int]:
+    updated = {**counts, added: counts.get(added, 0) + 1}
+    if len(updated) <= _KEPT_PERIODS:
+        return updated
+    latest = sorted(updated, key=sort_key)[-_KEPT_PERIODS:]
+    return {key: updated[key] for key in latest}
+
+
+def _latest_keys(counts: dict[str, int], kept: int) -> dict[str, int]:
+    return dict(list(counts.items())[-kept:])

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from domain.delivery import (
+    new_campaign_counters,
+    new_user_history,
+    prune_user_history,
+    record_campaign_send,
+    record_user_send,
+)
+from domain.delivery.clock import epoch_seconds
+from domain.delivery.state import HISTORY_HORIZON_S, MAX_KEPT_RUNS, MAX_KEPT_SENDS
+
+AT = datetime(2026, 3, 2, 15, tzinfo=UTC)
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_history_json_round_trip() -> None:
+    history = record_user_send(new_user_history(), "campaign-1", "email", AT)
+    history = record_user_send(history, "campaign-2", "push", AT, False)
+
+    assert json.loads(json.dumps(history)) == history
+
+
+def test_record_does_not_mutate() -> None:
+    before = record_user_send(new_user_history(), "campaign-1", "email", AT)
+    snapshot = json.dumps(before)
+
+    record_user_send(before, "campaign-1", "email", AT + timedelta(hours=1))
+
+    assert json.dumps(before) == snapshot
+
+
+def test_history_sorted_when_out_of_order() -> None:
+    history = record_user_send(new_user_history(), "campaign-1", "email", AT)
+    history = record_user_send(history, "campaign-1", "email", AT - timedelta(hours=1))
+
+    assert history["channels"]["email"] == [epoch_seconds(AT) - 3600, epoch_seconds(AT)]
+
+
+def test_history_prunes_past_horizon() -> None:
+    old = AT - timedelta(seconds=HISTORY_HORIZON_S + 1)
+    history = record_user_send(new_user_history(), "campaign-1", "email", old)
+    history = record_user_send(history, "campaign-2", "push", old)
+
+    history = record_user_send(history, "campaign-1", "email", AT)
+    pruned = prune_user_history(history, AT)
+
+    assert history["channels"]["email"] == [epoch_seconds(AT)]
+    assert history["campaigns"]["campaign-1"] == {"total": 2, "recent": [epoch_seconds(AT)]}
+    assert pruned["channels"] == {"email": [epoch_seconds(AT)]}
+    assert pruned["campaigns"]["campaign-2"] == {"total": 1, "recent": []}
+
+
+def test_history_keeps_latest_sends_only() -> None:
+    history = new_user_history()
+    for minute in range(MAX_KEPT_SENDS + 5):
+        history = record_user_send(history, "campaign-1", "email", AT + timedelta(minutes=minute))
+
+    times = history["channels"]["email"]
+    assert len(times) == MAX_KEPT_SENDS
+    assert times[0] == epoch_seconds(AT + timedelta(minutes=5))
+    assert history["campaigns"]["campaign-1"]["total"] == MAX_KEPT_SENDS + 5
+
+
+def test_counters_keep_two_buckets_and_days() -> None:
+    counters = new_campaign_counters()
+    for hours in range(0, 72, 6):
+        counters = record_campaign_send(counters, AT + timedelta(hours=hours), None, NEW_YORK)
+
+    last = AT + timedelta(hours=66)
+    assert counters["buckets"] == {
+        str(epoch_seconds(last - timedelta(hours=6)) // 300): 1,
+        str(epoch_seconds(last) // 300): 1,
+    }
+    assert counters["days"] == {"2026-03-04": 4, "2026-03-05": 1}
+    assert counters["overall"] == 12
+    assert json.loads(json.dumps(counters)) == counters
+
+
+def test_counters_keep_latest_runs() -> None:
+    counters = new_campaign_counters()
+    for run in range(MAX_KEPT_RUNS + 3):
+        counters = record_campaign_send(counters, AT, f"run-{run}", NEW_YORK)
+    counters = record_campaign_send(counters, AT, f"run-{MAX_KEPT_RUNS + 2}", NEW_YORK)
+
+    assert list(counters["runs"]) == [f"run-{run}" for run in range(3, MAX_KEPT_RUNS + 3)]
+    assert counters["runs"][f"run-{MAX_KEPT_RUNS + 2}"] == 2

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from domain.delivery import (
+    AccountRules,
+    CampaignRules,
+    SendCandidate,
+    decide,
+    new_campaign_counters,
+    new_user_history,
+    record_campaign_send,
+)
+from domain.delivery.throttle import bucket_of, throttled_until
+from schemas.campaign import Throttle
+from schemas.delivery import DeliveryOutcome, NotSentReason
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def test_buckets_aligned_to_epoch() -> None:
+    assert bucket_of(datetime(1970, 1, 1, 0, 4, 59, tzinfo=UTC)) == 0
+    assert bucket_of(datetime(1970, 1, 1, 0, 5, tzinfo=UTC)) == 1
+    assert bucket_of(START) * 300 == START.timestamp()
+
+
+def test_full_bucket_defers_to_next() -> None:
+    throttle = Throttle(max_per_5_minutes=2)
+    counters = new_campaign_counters()
+    at = START + timedelta(minutes=3, seconds=20)
+    for _ in range(2):
+        assert throttled_until(throttle, counters, at) is None
+        counters = record_campaign_send(counters, at, None, UTC_ZONE)
+
+    assert throttled_until(throttle, counters, at) == START + timedelta(minutes=5)
+    assert throttled_until(throttle, counters, START + timedelta(minutes=5)) is None
+
+
+def test_thousand_candidates_in_twelve_minutes(
+    make_campaign: Callable[..., CampaignRules],
+    make_account: Callable[..., AccountRules],
+    make_candidate: Callable[..., SendCandidate],
+) -> None:
+    campaign = make_campaign({"throttle": {"max_per_5_minutes": 100}})
+    account = make_account()
+    # One candidate every 0.72 s from 12:00:00: 417 arrive in the first bucket, 417 in
+    # the second and 166 in the third.
+    queue = [
+        (START + timedelta(seconds=0.72 * i), i, make_candidate(START, user_id=f"user-{i}"))
+        for i in range(1000)
+    ]
+    heapq.heapify(queue)
+    counters = new_campaign_counters()
+    sent_per_bucket: Counter[int] = Counter()
+    deferrals = 0
+    sequence = len(queue)
+
+    while queue:
+        at, _, candidate = heapq.heappop(queue)
+        candidate = replace(candidate, at=at)
+        decision = decide(candidate, campaign, account, new_user_history(), counters)
+        if decision.outcome is DeliveryOutcome.DEFER:
+            assert decision.reason is NotSentReason.THROTTLED
+            assert decision.send_at is not None
+            deferrals += 1
+            sequence += 1
+            heapq.heappush(queue, (decision.send_at, sequence, candidate))
+            continue
+        assert decision.sent
+        sent_per_bucket[bucket_of(at) - bucket_of(START)] += 1
+        counters = record_campaign_send(counters, at, None, account.zone)
+
+    assert dict(sent_per_bucket) == {bucket: 100 for bucket in range(10)}
+    # Backlog carried out of buckets 0 to 8: 317, 634, 700, 600, 500, 400, 300, 200, 100.
+    assert deferrals == 3751
+    assert len(counters["buckets"]) == 2
