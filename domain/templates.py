@@ -13,15 +13,53 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from domain.errors import InvalidValue
 
-__all__ = ["check_template", "render_template", "render_tree"]
+__all__ = ["MAX_RENDERED_CHARS", "check_template", "render_template", "render_tree"]
 
-_ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# No message of any channel needs more; a template such as `{{ 'a' * 10**9 }}` is cut off
+# before it can exhaust the process's memory.
+MAX_RENDERED_CHARS = 100_000
+_MAX_EXPONENT = 64
+
+# What a template that parses can still raise on some user's data.
+_RENDER_ERRORS = (
+    TemplateError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    RecursionError,
+)
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with `*` and `**` bounded so a template cannot build huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
+        if operator == "*" and _repeated_length(left, right) > MAX_RENDERED_CHARS:
+            raise SecurityError(f"the product is longer than {MAX_RENDERED_CHARS} characters")
+        return super().call_binop(context, operator, left, right)
+
+
+def _repeated_length(left: Any, right: Any) -> int:
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
+            return len(sequence) * count
+    return 0
+
+
+_ENVIRONMENT = _BoundedSandbox(undefined=StrictUndefined, autoescape=False)
+# HTML fields escape profile values, so a user's own trait cannot inject markup.
+_HTML_ENVIRONMENT = _BoundedSandbox(undefined=StrictUndefined, autoescape=True)
 
 
 def check_template(text: str) -> str:
@@ -38,10 +76,14 @@ def check_template(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _compiled(text: str) -> Template:
+def _compiled(text: str, html: bool = False) -> Template:
     # Compiling costs far more than rendering, and a campaign renders the same texts for
     # every user it sends to.
-    return _ENVIRONMENT.from_string(text)
+    return (_HTML_ENVIRONMENT if html else _ENVIRONMENT).from_string(text)
+
+
+def _is_html(path: tuple[str | int, ...]) -> bool:
+    return bool(path) and path[-1] in ("html", "html_body")
 
 
 def render_template(
@@ -53,11 +95,13 @@ def render_template(
     """Render one template for a user.
 
     Raises:
-        InvalidValue: a placeholder has no value and no default, or the sandbox blocked it.
+        InvalidValue: a placeholder has no value and no default, the sandbox blocked it,
+            the template failed on this data, or the result is too long.
     """
-    context = {"profile": {**defaults, **profile}}
+    # A null trait counts as missing, so the default applies.
+    context = {"profile": {**defaults, **{k: v for k, v in profile.items() if v is not None}}}
     try:
-        return _compiled(text).render(context)
+        rendered = _compiled(text, _is_html(path)).render(context)
     except UndefinedError as error:
         raise InvalidValue(
             f"cannot render {text!r}: {error.message}; add the field to the profile or "
@@ -66,6 +110,16 @@ def render_template(
         ) from None
     except SecurityError as error:
         raise InvalidValue(f"cannot render {text!r}: {error}", path) from None
+    except _RENDER_ERRORS as error:
+        raise InvalidValue(
+            f"cannot render {text[:200]!r}: {type(error).__name__}: {str(error)[:200]}", path
+        ) from None
+    if len(rendered) > MAX_RENDERED_CHARS:
+        raise InvalidValue(
+            f"the rendered text is {len(rendered)} characters, more than {MAX_RENDERED_CHARS}",
+            path,
+        )
+    return rendered
 
 
 def render_tree(

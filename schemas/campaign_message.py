@@ -71,14 +71,25 @@ def check_json_size(value: Any, max_bytes: int, what: str) -> None:
         raise ValueError(f"{what} is {size} bytes of JSON; at most {max_bytes} are allowed")
 
 
+def _check_templates_in(value: Any) -> None:
+    """Check every string of a field, also inside key-value maps and webhook payloads."""
+    if isinstance(value, str):
+        check_template(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_templates_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_templates_in(item)
+
+
 class _MessageBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @field_validator("*", mode="after")
     @classmethod
     def _check_placeholders(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            check_template(value)
+        _check_templates_in(value)
         return value
 
 

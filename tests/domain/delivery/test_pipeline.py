@@ -219,7 +219,8 @@ def test_render_type_error_skips(
 
     assert decision.reason is NotSentReason.RENDER_FAILED
     assert decision.detail == (
-        "cannot render variant 'A': can only concatenate str (not \"int\") to str"
+        "cannot render '{{ profile.age + 1 }}': TypeError: can only concatenate str "
+        '(not "int") to str'
     )
 
 
