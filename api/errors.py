@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from domain.errors import (
     AuthenticationFailed,
@@ -41,6 +43,22 @@ _STATUS: tuple[tuple[type[DomainError], int], ...] = (
 def install_error_handlers(app: FastAPI) -> None:
     """Map every `DomainError` to its HTTP response."""
     app.add_exception_handler(DomainError, _domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StaleDataError, _concurrent_change)  # type: ignore[arg-type]
+    app.add_exception_handler(IntegrityError, _concurrent_change)  # type: ignore[arg-type]
+
+
+async def _concurrent_change(request: Request, error: Exception) -> JSONResponse:
+    """Answer a write that lost a race with another request on the same record."""
+    logger.info(
+        "request conflicted with a concurrent change: %s",
+        type(error).__name__,
+        extra={"path": request.url.path, "status": 409},
+    )
+    message = (
+        "another request changed the same record at the same time, so this change was not "
+        "saved; reload it and apply the change again"
+    )
+    return JSONResponse({"detail": message, "code": "concurrent_change"}, status_code=409)
 
 
 async def _domain_error(request: Request, error: DomainError) -> JSONResponse:

@@ -49,6 +49,8 @@ __all__ = [
 
 MAX_SEGMENT_DEFINITION_BYTES = 64 * 1024
 MAX_CONVERSION_WINDOW = timedelta(days=155)  # five months of 31 days
+# Counts beyond this are typos, and JSON encoders of other languages lose precision past 2**53.
+MAX_COUNT = 1_000_000_000
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
 FilterValue = str | int | float | bool | list[str | int | float | bool] | None
@@ -271,7 +273,7 @@ class QuietHours(_Contract):
 
 
 class Throttle(_Contract):
-    max_per_5_minutes: int = Field(ge=1)
+    max_per_5_minutes: int = Field(ge=1, le=MAX_COUNT)
 
 
 class ConversionGoal(_Contract):
@@ -284,10 +286,10 @@ class ConversionGoal(_Contract):
 class CampaignLimits(_Contract):
     """Caps on sends; a triggered campaign completes when it reaches `overall`."""
 
-    per_run: int | None = Field(default=None, ge=1)
-    per_day: int | None = Field(default=None, ge=1)
-    overall: int | None = Field(default=None, ge=1)
-    max_qualified_users: int | None = Field(default=None, ge=1)
+    per_run: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    per_day: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    overall: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_qualified_users: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class CampaignDelivery(_Contract):

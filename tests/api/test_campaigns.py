@@ -603,3 +603,24 @@ def test_openapi_lists_routes(control_api: ControlApi) -> None:
 
     for path in ("/campaigns", "/campaigns/{campaign_id}/approve", "/labels", "/users", "/account"):
         assert path in paths
+
+
+def test_concurrent_edit_loses_with_409(control_api: ControlApi) -> None:
+    """Two writers that read the same version: the second commit is refused, not merged."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from control.models import Campaign
+
+    campaign = control_api.create_campaign(control_api.admin)
+    with control_api.store.session() as first, control_api.store.session() as second:
+        mine = first.get(Campaign, campaign["id"])
+        theirs = second.get(Campaign, campaign["id"])
+        mine.name, mine.version = "Mine", mine.version + 1
+        theirs.name, theirs.version = "Theirs", theirs.version + 1
+        first.commit()
+        with pytest.raises(StaleDataError):
+            second.commit()
+
+    shown = control_api.get(f"/campaigns/{campaign['id']}", control_api.admin).json()
+    assert shown["name"] == "Mine"
+    assert shown["version"] == campaign["version"] + 1
