@@ -16,6 +16,7 @@ from control.campaigns import (
     mark_pending,
     mark_published,
     publish_target,
+    raise_archived,
     run_stage,
     save_change,
 )
@@ -184,12 +185,15 @@ def finish_run(
 
 def _checked(session: Session, actor: User, campaign_id: str, action: CampaignAction) -> Campaign:
     campaign = get_campaign(session, actor.account_id, campaign_id)
+    if campaign.archived and action is not CampaignAction.DUPLICATE:
+        raise_archived(campaign)
     check_action(
         action,
         CampaignState(campaign.state),
         run_stage(campaign),
         campaign.name,
         actor.account.approval_workflow,
+        published=campaign.live_definition is not None,
     )
     return campaign
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -21,7 +21,13 @@ from control.identity import new_id
 from control.models import Campaign, Label, Segment, User, campaign_labels
 from control.outbox import enqueue_definition
 from control.views import campaign_definition, parse_when
-from domain.errors import FieldError, InvalidValue, NotFound, ScheduledTimePassed
+from domain.errors import (
+    FieldError,
+    InvalidTransition,
+    InvalidValue,
+    NotFound,
+    ScheduledTimePassed,
+)
 from domain.labels import label_key
 from domain.lifecycle import (
     CampaignState,
@@ -146,8 +152,11 @@ def update_campaign(
         EditDiscarded: the run time passed, so nothing may change.
         EditNotAllowed: the state does not let the editor change these sections.
         ScheduledTimePassed: the edit would publish a campaign whose time has passed.
+        InvalidTransition: the campaign is archived.
     """
     campaign = get_campaign(session, actor.account_id, campaign_id)
+    if campaign.archived:
+        raise_archived(campaign)
     before = _snapshot(campaign)
     after = _merged(before, body)
     changed = frozenset(_SECTION_OF_FIELD[k] for k in diff_fields(before, after))
@@ -167,6 +176,13 @@ def update_campaign(
         from_state=from_state,
     )
     return campaign, [rule.warning] if rule.warning else []
+
+
+def raise_archived(campaign: Campaign) -> NoReturn:
+    """Refuse any change to an archived campaign; a copy of it can be edited instead."""
+    raise InvalidTransition(
+        f"campaign {campaign.name!r} is archived and cannot change; duplicate it to reuse it"
+    )
 
 
 def edit_context(actor: User, campaign: Campaign, now: datetime) -> EditContext:

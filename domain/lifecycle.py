@@ -274,8 +274,12 @@ def check_action(
     stage: RunStage,
     name: str,
     approval_workflow: bool,
+    published: bool = False,
 ) -> None:
     """Check that `action` may be taken on a campaign in `state`.
+
+    `published` says a version of the campaign was published before, so a campaign whose
+    edit waits for approval can still be stopped.
 
     Raises:
         InvalidTransition: the state or the workflow setting does not allow the action.
@@ -290,7 +294,7 @@ def check_action(
             "approve it or send it for approval instead"
         )
     started = stage is not RunStage.NOT_STARTED
-    stoppable = state in _PUBLISHED or started
+    stoppable = state in _PUBLISHED or started or published
     if action is CampaignAction.STOP and not stoppable:
         raise InvalidTransition(
             f"campaign {name!r} is {state.value} and was never published, so there is "

@@ -624,3 +624,38 @@ def test_concurrent_edit_loses_with_409(control_api: ControlApi) -> None:
     shown = control_api.get(f"/campaigns/{campaign['id']}", control_api.admin).json()
     assert shown["name"] == "Mine"
     assert shown["version"] == campaign["version"] + 1
+
+
+def test_archived_campaign_cannot_change(control_api: ControlApi) -> None:
+    campaign = control_api.create_campaign(control_api.admin)
+    assert (
+        control_api.post(f"/campaigns/{campaign['id']}/archive", control_api.admin).status_code
+        == 200
+    )
+
+    edit = control_api.patch(f"/campaigns/{campaign['id']}", control_api.admin, {"name": "Again"})
+    publish = control_api.post(f"/campaigns/{campaign['id']}/publish", control_api.admin)
+    copy = control_api.post(f"/campaigns/{campaign['id']}/duplicate", control_api.admin)
+
+    message = "campaign 'Spring sale' is archived and cannot change; duplicate it to reuse it"
+    assert edit.status_code == 409
+    assert edit.json()["detail"] == message
+    assert publish.status_code == 409
+    assert publish.json()["detail"] == message
+    assert copy.status_code == 201
+
+
+def test_stop_while_edit_awaits_approval(control_api: ControlApi) -> None:
+    control_api.set_workflow(True)
+    creator, approver = control_api.user("creator"), control_api.user("approver")
+    campaign = control_api.create_campaign(creator)
+    control_api.post(f"/campaigns/{campaign['id']}/send-for-approval", creator)
+    approved = control_api.post(f"/campaigns/{campaign['id']}/approve", approver)
+    assert approved.json()["state"] == "scheduled"
+
+    edited = control_api.patch(f"/campaigns/{campaign['id']}", creator, {"name": "Renamed"})
+    assert edited.json()["state"] == "pending_approval"
+    stopped = control_api.post(f"/campaigns/{campaign['id']}/stop", approver)
+
+    assert stopped.status_code == 200
+    assert stopped.json()["state"] == "stopped"
