@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy import select
 
 from control.accounts import bootstrap_account
 from control.clock import SystemClock
 from control.db import ControlStore
+from control.models import User
+from domain.errors import DomainError
 from herald.commands.api_client import DEFAULT_URL, ApiClient, TokenOption, UrlOption, print_json
 from herald.config import HeraldSettings
 from schemas.account import Role
@@ -35,12 +38,24 @@ def bootstrap(
     store = ControlStore.open(settings.control_db_url, feed_enabled=settings.control_feed)
     try:
         with store.session() as session:
+            if session.scalar(select(User.id).where(User.email == email)) is not None:
+                _fail(
+                    f"a user {email!r} already exists; issue a token with `herald users token`, "
+                    "or bootstrap another account with another email"
+                )
             _admin, token = bootstrap_account(
                 session, account, email, SystemClock().now(), timezone, approval_workflow
             )
+    except DomainError as error:
+        _fail(error.message)
     finally:
         store.close()
     typer.echo(token)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command("create")

@@ -163,3 +163,34 @@ def test_cli_pause_and_stop(live_api: dict[str, str]) -> None:
 
     assert "stopped" in stopped
     assert campaign_id in listed
+
+
+def test_bootstrap_refuses_existing_email(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "HERALD_CONTROL_DB_URL": f"sqlite:///{tmp_path / 'control.db'}",
+        "HERALD_CONTROL_FEED": "false",
+    }
+    command = [sys.executable, "-m", "herald.cli", "users", "bootstrap", "--email", "a@shop.test"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    bad_zone = subprocess.run(
+        [*command[:-1], "b@shop.test", "--timezone", "Mars/Olympus"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("hrd_")
+    assert again.returncode == 1
+    assert again.stderr.startswith("error: a user 'a@shop.test' already exists")
+    assert bad_zone.returncode == 1
+    assert bad_zone.stderr.strip() == (
+        "error: time zone 'Mars/Olympus' is unknown; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+    )
