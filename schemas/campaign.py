@@ -348,7 +348,8 @@ class CampaignCreate(_Contract):
 
 
 class CampaignUpdate(_Contract):
-    """Changes to a campaign; omitted fields stay as they are."""
+    """Changes to a campaign. An omitted section stays as it is; a section that is sent
+    (`who`, `what`, `when`, `delivery`) replaces the stored one whole."""
 
     name: CampaignName | None = None
     channel: Channel | None = None
