@@ -1,0 +1,210 @@
+"""Event-time triggers: which events start a send, and when inaction windows close.
+
+Pure: the stream worker keeps a `TriggerState` per user in a table and a watermark per
+partition; the tests drive the same functions with hand-made events.
+
+Time is event time (the envelope's `timestamp`), never the wall clock, so replaying
+history produces the sends that live traffic would have produced. Times are integer
+microseconds since the epoch, UTC.
+
+Rules:
+- An action trigger fires at its event's time plus the campaign's delay.
+- An inaction trigger opens a window [t, t + within] at each `did` event at t. A `did_not`
+  event of the same user anywhere in the closed window cancels it, including one at t
+  that was processed before the `did` event. The window fires at t + within once the
+  watermark has passed that time, because until then a cancelling event may still come.
+- An event more than `max_lateness_us` behind the watermark does not trigger; it still
+  cancels windows, because it still happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.segments.values import value_predicate
+from schemas.campaign import EventTrigger, InactionTrigger, PropertyFilter
+
+__all__ = [
+    "CompiledTrigger",
+    "TriggerFire",
+    "TriggerState",
+    "compile_trigger",
+    "due_fires",
+    "epoch_us",
+    "on_event",
+]
+
+DEFAULT_MAX_LATENESS_US = 2 * 3600 * 1_000_000
+
+_Matcher = Callable[[dict[str, Any]], bool]
+
+
+def epoch_us(timestamp: str) -> int:
+    """Convert an envelope timestamp (`…Z`) to microseconds since the epoch."""
+    moment = datetime.fromisoformat(timestamp)
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _micros(span: timedelta) -> int:
+    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerFire:
+    """A decision to start a send: campaign, user, the event behind it and when."""
+
+    campaign_id: str
+    user_id: str
+    trigger_id: str
+    fire_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTrigger:
+    """A campaign's trigger turned into matchers over envelopes and profile traits."""
+
+    campaign_id: str
+    kind: str
+    start: _Matcher
+    cancel: _Matcher | None = None
+    profile: _Matcher | None = None
+    offset_us: int = 0
+
+
+@dataclass(slots=True)
+class TriggerState:
+    """What one user's triggers wait for; plain lists so that it serialises as JSON.
+
+    `pending` holds [campaign id, trigger id, fire time] of delayed action sends and open
+    inaction windows (whose start is fire time minus the window). `last_cancel` holds, per
+    inaction campaign, the time of the user's latest `did_not` event.
+    """
+
+    pending: list[list[Any]] = field(default_factory=list)
+    last_cancel: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pending": self.pending, "last_cancel": self.last_cancel}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TriggerState:
+        if not data:
+            return cls()
+        return cls(pending=[list(item) for item in data["pending"]], last_cancel=dict(data["last_cancel"]))
+
+
+def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
+    """Compile an event or inaction trigger; other schedules return None."""
+    if isinstance(when, EventTrigger):
+        return CompiledTrigger(
+            campaign_id,
+            "action",
+            start=_event_matcher(when.event, when.property_filters),
+            profile=_filters_matcher(when.profile_filters) if when.profile_filters else None,
+            offset_us=_micros(when.delay),
+        )
+    if isinstance(when, InactionTrigger):
+        return CompiledTrigger(
+            campaign_id,
+            "inaction",
+            start=_event_matcher(when.did.event, when.did.property_filters),
+            cancel=_event_matcher(when.did_not.event, when.did_not.property_filters),
+            offset_us=_micros(when.within),
+        )
+    return None
+
+
+def _event_matcher(name: str, filters: list[PropertyFilter]) -> _Matcher:
+    properties = _filters_matcher(filters)
+
+    def matches(envelope: dict[str, Any]) -> bool:
+        return (
+            envelope.get("type") == "track"
+            and envelope.get("event") == name
+            and properties(envelope.get("properties") or {})
+        )
+
+    return matches
+
+
+def _filters_matcher(filters: list[PropertyFilter]) -> _Matcher:
+    tests = [(item.property, value_predicate(item.op, item.value)) for item in filters]
+
+    def matches(values: dict[str, Any]) -> bool:
+        return all(test(values.get(name)) for name, test in tests)
+
+    return matches
+
+
+def on_event(
+    triggers: Iterable[CompiledTrigger],
+    state: TriggerState,
+    envelope: dict[str, Any],
+    traits: dict[str, Any],
+    watermark_us: int,
+    max_lateness_us: int = DEFAULT_MAX_LATENESS_US,
+) -> list[TriggerFire]:
+    """Apply one event of a user to their trigger state; return the sends it fires now.
+
+    `traits` is the user's profile as it is after this event; `watermark_us` is the
+    partition's watermark before it. Delayed sends and windows go into `state.pending`.
+    """
+    at_us = epoch_us(envelope["timestamp"])
+    fires: list[TriggerFire] = []
+    for trigger in triggers:
+        if trigger.cancel is not None and trigger.cancel(envelope):
+            _cancel_windows(state, trigger, at_us)
+        if not trigger.start(envelope) or at_us < watermark_us - max_lateness_us:
+            continue
+        if trigger.profile is not None and not trigger.profile(traits):
+            continue
+        fire = TriggerFire(trigger.campaign_id, _user(envelope), envelope["message_id"], at_us + trigger.offset_us)
+        if trigger.kind == "action" and trigger.offset_us == 0:
+            fires.append(fire)
+        elif trigger.kind == "action" or not _cancelled_before(state, trigger, at_us):
+            state.pending.append([fire.campaign_id, fire.trigger_id, fire.fire_at_us])
+    return fires
+
+
+def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:
+    """Whether a cancelling event processed earlier falls inside the window opening at `at_us`."""
+    last = state.last_cancel.get(trigger.campaign_id)
+    return last is not None and at_us <= last <= at_us + trigger.offset_us
+
+
+def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
+    campaign = trigger.campaign_id
+    state.last_cancel[campaign] = max(at_us, state.last_cancel.get(campaign, at_us))
+    state.pending = [
+        item
+        for item in state.pending
+        if not (item[0] == campaign and item[2] - trigger.offset_us <= at_us <= item[2])
+    ]
+
+
+def due_fires(
+    state: TriggerState, user_id: str, watermark_us: int, inaction: frozenset[str]
+) -> list[TriggerFire]:
+    """Remove and return the pending sends that are due at `watermark_us`.
+
+    A delayed action send is due once the watermark reaches its time; an inaction window
+    (campaign ids in `inaction`) only once the watermark is past its end, since an event
+    exactly at the end still cancels it.
+    """
+    due: list[TriggerFire] = []
+    kept: list[list[Any]] = []
+    for campaign_id, trigger_id, fire_at_us in state.pending:
+        closed = fire_at_us < watermark_us if campaign_id in inaction else fire_at_us <= watermark_us
+        if closed:
+            due.append(TriggerFire(campaign_id, user_id, trigger_id, fire_at_us))
+        else:
+            kept.append([campaign_id, trigger_id, fire_at_us])
+    state.pending = kept
+    return due
+
+
+def _user(envelope: dict[str, Any]) -> str:
+    return envelope.get("user_id") or envelope["anonymous_id"]
