@@ -42,6 +42,15 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def normalise_email(email: str) -> str:
+    """Return the form under which an email address is stored and compared.
+
+    Addresses differ in case only in theory: every mail provider treats them alike, and
+    two users must not differ by case alone.
+    """
+    return email.strip().lower()
+
+
 def bootstrap_account(
     session: Session,
     name: str,
@@ -59,7 +68,11 @@ def bootstrap_account(
         created_at=now,
     )
     admin = User(
-        id=new_id("usr"), account_id=account.id, email=admin_email, role=Role.ADMIN, created_at=now
+        id=new_id("usr"),
+        account_id=account.id,
+        email=normalise_email(admin_email),
+        role=Role.ADMIN,
+        created_at=now,
     )
     session.add_all([account, admin])
     session.flush()
@@ -73,6 +86,7 @@ def create_user(
     session: Session, actor: User, email: str, role: Role, now: datetime
 ) -> tuple[User, str]:
     """Add a user to the actor's account; return the user and their new token."""
+    email = normalise_email(email)
     taken = session.scalar(
         select(User).where(User.account_id == actor.account_id, User.email == email)
     )

@@ -7,6 +7,7 @@ that differ only in case are the same label, so uniqueness is checked on `label_
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,8 +25,16 @@ __all__ = [
 MAX_LABEL_CHARS = 64
 
 # The typographic quotes are included because editors and word processors turn a typed
-# `"` into them, and the rule is meant to keep quotes of any kind out.
-FORBIDDEN_LABEL_CHARS = '"\\%><!\u201c\u201d\u2018\u2019'
+# `"` into them, and the rule is meant to keep quotes of any kind out: low-9, guillemet,
+# full-width and prime forms too.
+FORBIDDEN_LABEL_CHARS = (
+    '"\\%><!\u201c\u201d\u2018\u2019\u201a\u201e\u00ab\u00bb\u2039\u203a\uff02\u2032\u2033'
+)
+
+
+# Control characters (NUL, newline) and format characters (zero-width space, right-to-left
+# override) render as nothing or reorder text, so two labels could look alike.
+_INVISIBLE = frozenset({"Cc", "Cf"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class LabelRejection:
 
 def label_key(name: str) -> str:
     """Return the case-insensitive key under which a label is unique."""
-    return name.strip().casefold()
+    return unicodedata.normalize("NFC", name).strip().casefold()
 
 
 def normalise_label(raw: str) -> str:
@@ -47,7 +56,11 @@ def normalise_label(raw: str) -> str:
     Raises:
         InvalidLabel: the name is empty, too long, or contains a forbidden character.
     """
-    name = raw.strip()
+    # Composed and decomposed spellings of one name must be the same label.
+    name = unicodedata.normalize("NFC", raw).strip()
+    invisible = next((char for char in name if unicodedata.category(char) in _INVISIBLE), None)
+    if invisible is not None:
+        raise InvalidLabel(raw, f"contains the control or format character U+{ord(invisible):04X}")
     if not name:
         raise InvalidLabel(raw, "is empty or only spaces; a label needs a visible character")
     if len(name) > MAX_LABEL_CHARS:

@@ -7,7 +7,7 @@ from typing import Annotated, NoReturn
 import typer
 from sqlalchemy import select
 
-from control.accounts import bootstrap_account
+from control.accounts import bootstrap_account, normalise_email
 from control.clock import SystemClock
 from control.db import ControlStore
 from control.models import User
@@ -38,7 +38,7 @@ def bootstrap(
     store = ControlStore.open(settings.control_db_url, feed_enabled=settings.control_feed)
     try:
         with store.session() as session:
-            if session.scalar(select(User.id).where(User.email == email)) is not None:
+            if session.scalar(select(User.id).where(User.email == normalise_email(email))):
                 _fail(
                     f"a user {email!r} already exists; issue a token with `herald users token`, "
                     "or bootstrap another account with another email"

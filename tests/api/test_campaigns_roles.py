@@ -87,3 +87,15 @@ def test_analyst_reads(control_api: ControlApi, path: str) -> None:
     response = control_api.get(url, control_api.user("analyst"))
 
     assert response.status_code == 200, response.text
+
+
+def test_user_email_ignores_case(control_api) -> None:  # type: ignore[no-untyped-def]
+    first = control_api.post(
+        "/users", control_api.admin, {"email": "Creator@Shop.test", "role": "creator"}
+    )
+    again = control_api.post(
+        "/users", control_api.admin, {"email": "creator@shop.test", "role": "creator"}
+    )
+    assert first.status_code == 201
+    assert again.status_code == 409
+    assert again.json()["detail"] == "user 'creator@shop.test' already exists in this account"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,6 +10,7 @@ from domain.errors import InvalidLabel
 from domain.labels import MAX_LABEL_CHARS, label_key, normalise_label, split_label_batch
 
 FORBIDDEN = ['"', "\\", "%", ">", "<", "!", "\u201c", "\u201d", "\u2018", "\u2019"]
+FORBIDDEN += ["\u201a", "\u201e", "\u00ab", "\u00bb", "\u2039", "\u203a", "\uff02", "\u2032", "\u2033"]
 
 
 @pytest.mark.parametrize("char", FORBIDDEN)
@@ -69,10 +72,38 @@ def test_batch_mix() -> None:
 
 @given(st.text(max_size=80))
 def test_label_rules_property(raw: str) -> None:
-    name = raw.strip()
-    valid = 0 < len(name) <= MAX_LABEL_CHARS and not any(c in FORBIDDEN for c in name)
+    name = unicodedata.normalize("NFC", raw).strip()
+    visible = not any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
+    valid = visible and 0 < len(name) <= MAX_LABEL_CHARS and not any(c in FORBIDDEN for c in name)
     if valid:
         assert normalise_label(raw) == name
     else:
         with pytest.raises(InvalidLabel):
             normalise_label(raw)
+
+
+@pytest.mark.parametrize(
+    "quote", ["\u201e", "\u201a", "\u00ab", "\u00bb", "\u2039", "\u203a", "\uff02", "\u2032"]
+)
+def test_other_quotes_rejected(quote: str) -> None:
+    with pytest.raises(InvalidLabel) as caught:
+        normalise_label(f"Sale {quote}now")
+    assert (
+        caught.value.message
+        == f"label 'Sale {quote}now' contains {quote!r}, which labels may not contain"
+    )
+
+
+@pytest.mark.parametrize(
+    ("char", "code"), [("\u200b", "200B"), ("\x00", "0000"), ("\n", "000A"), ("\u202e", "202E")]
+)
+def test_invisible_characters_rejected(char: str, code: str) -> None:
+    with pytest.raises(InvalidLabel) as caught:
+        normalise_label(f"Sale{char}now")
+    assert caught.value.message.endswith(f"contains the control or format character U+{code}")
+
+
+def test_composed_and_decomposed_same_key() -> None:
+    composed, decomposed = "Caf\u00e9", "Cafe\u0301"
+    assert normalise_label(decomposed) == composed
+    assert label_key(composed) == label_key(decomposed)
