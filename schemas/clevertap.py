@@ -46,12 +46,17 @@ def envelope_from_clevertap(
     if not isinstance(record, dict):
         raise InvalidEvent("record", f"expected a JSON object, got {type(record).__name__}")
     identity_key, identity = _identity(record)
-    user_id, anonymous_id = (
-        check_identity(None, identity)
-        if identity_key == "objectId"
-        else check_identity(identity, None)
-    )
+    try:
+        user_id, anonymous_id = (
+            check_identity(None, identity)
+            if identity_key == "objectId"
+            else check_identity(identity, None)
+        )
+    except InvalidEvent as error:
+        raise InvalidEvent(identity_key, error.reason) from None
     kind = record.get("type")
+    if kind is None:
+        raise InvalidEvent("type", f"missing; expected one of {', '.join(RECORD_TYPES)}")
     if kind not in RECORD_TYPES:
         raise InvalidEvent("type", f"'{str(kind)[:32]}' is not one of {', '.join(RECORD_TYPES)}")
     if "ts" not in record:

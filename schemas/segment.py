@@ -139,7 +139,7 @@ def _optional_name(value: Any, field: str) -> str | None:
 
 
 def _message_id(value: Any) -> str:
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         # Without a client id a retried request cannot be recognised; Segment's libraries
         # always send one, so this only affects hand-written senders.
         return str(uuid.uuid4())

@@ -34,6 +34,8 @@ def sql(
     if not query:
         typer.echo("error: give a query, or --views for the view definitions", err=True)
         raise typer.Exit(2)
+    if not directory.is_dir():
+        typer.echo(f"warning: {directory} does not exist; the views are empty", err=True)
     try:
         relation = connect(directory).sql(query)
         result = relation.pl() if relation is not None else None

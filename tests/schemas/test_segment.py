@@ -477,3 +477,10 @@ def test_limits_from_argument(message: Message) -> None:
 
     assert caught.value.field == "properties"
     assert caught.value.reason == "has 3 keys, more than the 2 allowed"
+
+
+def test_blank_message_id_replaced(message: Message) -> None:
+    envelope = _convert(message(messageId="   "))
+
+    assert envelope["message_id"].strip()
+    assert envelope["message_id"] != "   "
