@@ -56,6 +56,7 @@ from bench.events import Workload, envelopes_of, synthetic_messages
 from bench.measurement import Measurement, console
 from herald.config import HeraldSettings, KafkaSettings
 from herald.logs import configure_logging
+from herald.runtime import tune_garbage_collector
 
 _SIZE_SAMPLE_EVENTS = 1_000
 
@@ -206,6 +207,8 @@ def _run(
     single_records: bool,
     profile: Path | None,
 ) -> list[Measurement]:
+    # The in-process landing runs with the collector settings of `herald worker`.
+    tune_garbage_collector()
     results: list[Measurement] = []
     if end_to_end:
         e2e_kafka = bench_kafka(kafka.bootstrap_servers, kafka.partitions, f"{prefix}-e2e")

@@ -12,6 +12,7 @@ import uvicorn
 
 from herald.config import HeraldSettings
 from herald.logs import configure_logging
+from herald.runtime import tune_garbage_collector
 from sinks.landing import ParquetLanding
 from streams.app import create_faust_app
 from streams.profiles import install_profiles
@@ -75,6 +76,7 @@ def worker(
 ) -> None:
     settings = HeraldSettings()
     configure_logging(log_level, settings.log_format)
+    tune_garbage_collector()
     _create_topics(settings, required=True)
     app = build_worker_app(settings, landing=landing, profiles=profiles)
     logger.info(
