@@ -22,6 +22,7 @@ from control.models import Campaign, Label, Segment, User, campaign_labels
 from control.outbox import enqueue_definition
 from control.views import campaign_definition, parse_when
 from domain.errors import (
+    CampaignEnded,
     FieldError,
     InvalidTransition,
     InvalidValue,
@@ -225,6 +226,12 @@ def publish_target(campaign: Campaign, when: When, timezone: str, now: datetime)
     Raises:
         ScheduledTimePassed: a campaign not yet started is due at a time already past.
     """
+    end_at = getattr(when, "end_at", None)
+    if end_at is not None and end_at <= now:
+        raise CampaignEnded(
+            f"campaign {campaign.name!r} ends at {end_at.isoformat()}, which has passed, so "
+            "it could never send; give it a later `end_at`"
+        )
     if campaign.has_started:
         if campaign.state in {s.value for s in _PUBLISHED}:
             return CampaignState(campaign.state)

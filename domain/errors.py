@@ -14,6 +14,7 @@ from herald.errors import HeraldError, TerminalError
 
 __all__ = [
     "AuthenticationFailed",
+    "CampaignEnded",
     "ConflictError",
     "DomainError",
     "EditDiscarded",
@@ -115,6 +116,10 @@ class EditNotAllowed(ConflictError):
 
 class EditDiscarded(ConflictError):
     """An edit arrived after the run time it would have changed; nothing was saved."""
+
+
+class CampaignEnded(ConflictError):
+    """Publishing a campaign whose end time has passed, which could never send."""
 
 
 class ScheduledTimePassed(ConflictError):

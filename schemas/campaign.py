@@ -155,6 +155,14 @@ class OneTimeAt(_WhenBase):
     type: Literal["at"] = "at"
     at: AwareDatetime
 
+    @model_validator(mode="after")
+    def _at_inside_bounds(self) -> OneTimeAt:
+        if self.end_at and self.at >= self.end_at:
+            raise ValueError(f"`at` {self.at} is not before `end_at` {self.end_at}")
+        if self.start_at and self.at < self.start_at:
+            raise ValueError(f"`at` {self.at} is before `start_at` {self.start_at}")
+        return self
+
 
 class RecurringSchedule(_WhenBase):
     """Send every day, on chosen weekdays, or on chosen days of the month, at `local_time`.

@@ -659,3 +659,24 @@ def test_stop_while_edit_awaits_approval(control_api: ControlApi) -> None:
 
     assert stopped.status_code == 200
     assert stopped.json()["state"] == "stopped"
+
+
+def test_publish_after_end_rejected(control_api: ControlApi) -> None:
+    body = {"type": "event", "event": "home", "end_at": "2026-03-01T00:00:00Z"}
+    campaign = control_api.create_campaign(control_api.admin, when=body)
+
+    response = control_api.post(f"/campaigns/{campaign['id']}/publish", control_api.admin)
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        "campaign 'Spring sale' ends at 2026-03-01T00:00:00+00:00, which has passed, so it "
+        "could never send; give it a later `end_at`"
+    )
+
+
+def test_at_after_end_rejected(control_api: ControlApi) -> None:
+    when = {"type": "at", "at": "2026-06-01T00:00:00Z", "end_at": "2026-05-01T00:00:00Z"}
+    response = control_api.post("/campaigns", control_api.admin, push_campaign(when=when))
+
+    assert response.status_code == 422
+    assert "is not before `end_at`" in response.json()["detail"][0]["msg"]
