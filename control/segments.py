@@ -1,7 +1,7 @@
 """Saved segments that campaigns target by id.
 
-NOTE: the segment rule language is not defined yet; a definition is stored as a bounded
-JSON object and checked only for shape. Validation of its rules belongs to the evaluator.
+A definition arrives validated against the rule language (`schemas.segment_rules`) by the
+API's request models, and is stored as that JSON.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ __all__ = [
     "compile_segment",
     "count_members",
     "export_members",
+    "is_member",
     "quote_identifier",
     "segment_members",
 ]
@@ -359,3 +360,19 @@ def export_members(
     table: pa.Table = connection.sql(query.sql, params=query.params).to_arrow_table()
     write_parquet_atomically(table, path)
     return int(table.num_rows)
+
+
+def is_member(
+    connection: duckdb.DuckDBPyConnection,
+    rule: SegmentRule,
+    user_id: str,
+    *,
+    now: datetime,
+    tz: str,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+) -> bool:
+    """Return whether one user belongs to the segment at `now`, from the landed data."""
+    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days)
+    params = {**query.params, "member_user_id": user_id}
+    sql = f"SELECT count(*) FROM ({query.sql}) WHERE user_id = $member_user_id"
+    return bool(connection.execute(sql, params).fetchall()[0][0])

@@ -73,11 +73,7 @@ class SavedSegmentAudience(_Contract):
 
 
 class InlineSegmentAudience(_Contract):
-    """A segment defined inside the campaign.
-
-    NOTE: the rule language is not defined yet, so `definition` is only checked to be a
-    JSON object of bounded size. The segment evaluator is expected to validate its rules.
-    """
+    """A segment defined inside the campaign, in the rule language of `schemas.segment_rules`."""
 
     type: Literal["inline_segment"] = "inline_segment"
     definition: dict[str, Any] = Field(min_length=1)
@@ -85,8 +81,11 @@ class InlineSegmentAudience(_Contract):
     @field_validator("definition")
     @classmethod
     def _bounded(cls, definition: dict[str, Any]) -> dict[str, Any]:
+        # Imported here because the rule language reuses this module's PropertyFilter.
+        from schemas.segment_rules import check_segment_definition
+
         check_json_size(definition, MAX_SEGMENT_DEFINITION_BYTES, "the segment definition")
-        return definition
+        return check_segment_definition(definition)
 
 
 Who = Annotated[

@@ -294,6 +294,23 @@ for _model in (AndRule, OrRule, NotRule):
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentRule)
 
 
+def check_segment_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    """Return `definition` after checking that it is a valid rule, for pydantic validators.
+
+    Raises:
+        ValueError: with the path and message of each problem.
+    """
+    try:
+        parse_segment_rule(definition)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'definition'}: {item['msg']}"
+            for item in error.errors()[:5]
+        )
+        raise ValueError(f"invalid segment rule: {problems}") from None
+    return definition
+
+
 def parse_segment_rule(definition: Any) -> SegmentRule:
     """Validate a segment definition and return its rule tree.
 

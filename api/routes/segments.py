@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Annotated, Any
 
+import duckdb
 from fastapi import APIRouter, status
+from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import ClockDep, CurrentUser, EditorUser, SessionDep
+from api.deps import SettingsDep
 from control import segments as store
 from control.models import Segment
+from herald.config import HeraldSettings
+from queries.catalog import connect
+from queries.segments import count_members, is_member, segment_members
 from schemas.campaign import MAX_SEGMENT_DEFINITION_BYTES
 from schemas.campaign_message import check_json_size
+from schemas.segment_rules import check_segment_definition, parse_segment_rule
 
 router = APIRouter(prefix="/segments", tags=["segments"])
 
@@ -21,6 +30,7 @@ SegmentName = Annotated[str, Field(min_length=1, max_length=200)]
 def _bounded(definition: dict[str, Any] | None) -> dict[str, Any] | None:
     if definition is not None:
         check_json_size(definition, MAX_SEGMENT_DEFINITION_BYTES, "the segment definition")
+        check_segment_definition(definition)
     return definition
 
 
@@ -85,3 +95,100 @@ def update_segment(
 def delete_segment(segment_id: str, user: EditorUser, session: SessionDep, clock: ClockDep) -> None:
     """Delete a segment, or return 409 naming the campaigns that still target it."""
     store.delete_segment(session, user, segment_id, clock.now())
+
+
+class SegmentDefinition(BaseModel):
+    """A segment rule to size without saving it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definition: dict[str, Any] = Field(min_length=1)
+
+    _definition = field_validator("definition")(_bounded)
+
+
+class SegmentSize(BaseModel):
+    """How many users match a segment in the landed data at `as_of`."""
+
+    size: int
+    as_of: AwareDatetime
+
+
+class SegmentMembership(BaseModel):
+    user_id: str
+    member: bool
+    as_of: AwareDatetime
+
+
+def _audience(
+    definition: dict[str, Any], settings: HeraldSettings
+) -> tuple[duckdb.DuckDBPyConnection, Any]:
+    return connect(settings.landing.data_dir), parse_segment_rule(definition)
+
+
+@router.post("/estimate", response_model=SegmentSize)
+def estimate_segment(
+    body: SegmentDefinition, user: CurrentUser, clock: ClockDep, settings: SettingsDep
+) -> SegmentSize:
+    """Count the users a definition selects now, without saving it."""
+    now = clock.now()
+    connection, rule = _audience(body.definition, settings)
+    with connection:
+        size = count_members(connection, rule, now=now, tz=user.account.timezone)
+    return SegmentSize(size=size, as_of=now)
+
+
+@router.get("/{segment_id}/size", response_model=SegmentSize)
+def read_segment_size(
+    segment_id: str, user: CurrentUser, session: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> SegmentSize:
+    """Count the users the saved segment selects now."""
+    segment = store.get_segment(session, user.account_id, segment_id)
+    now = clock.now()
+    connection, rule = _audience(segment.definition, settings)
+    with connection:
+        size = count_members(connection, rule, now=now, tz=user.account.timezone)
+    return SegmentSize(size=size, as_of=now)
+
+
+@router.get("/{segment_id}/members", response_class=PlainTextResponse)
+def read_segment_members(
+    segment_id: str, user: CurrentUser, session: SessionDep, clock: ClockDep, settings: SettingsDep
+) -> PlainTextResponse:
+    """Export the saved segment's members now as CSV with one `user_id` column."""
+    segment = store.get_segment(session, user.account_id, segment_id)
+    connection, rule = _audience(segment.definition, settings)
+    with connection:
+        members = segment_members(connection, rule, now=clock.now(), tz=user.account.timezone)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["user_id"])
+    writer.writerows([member] for member in members)
+    return PlainTextResponse(
+        buffer.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{segment_id}.csv"'},
+    )
+
+
+@router.get("/{segment_id}/members/{user_id}", response_model=SegmentMembership)
+def read_segment_membership(
+    segment_id: str,
+    user_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> SegmentMembership:
+    """Check whether one user belongs to the saved segment now.
+
+    NOTE: this reads the landed Parquet, so it trails the stream by the landing's flush
+    interval; the worker's streaming evaluator is the real-time answer once it serves
+    queries.
+    """
+    segment = store.get_segment(session, user.account_id, segment_id)
+    now = clock.now()
+    connection, rule = _audience(segment.definition, settings)
+    with connection:
+        member = is_member(connection, rule, user_id, now=now, tz=user.account.timezone)
+    return SegmentMembership(user_id=user_id, member=member, as_of=now)

@@ -34,7 +34,12 @@ REVIEW_WHAT["variants"][0]["message"]["title"] = "Hello again {{ profile.Name }}
 SECTION_EDITS: dict[str, dict[str, Any]] = {
     "name": {"name": "Renamed sale"},
     "labels": {"labels": ["Other"]},
-    "who": {"who": {"type": "inline_segment", "definition": {"country": "DE"}}},
+    "who": {
+        "who": {
+            "type": "inline_segment",
+            "definition": {"type": "trait", "trait": "country", "op": "eq", "value": "DE"},
+        }
+    },
     "what": {"what": CHANGED_WHAT},
     "when": {"when": {**RECURRING_WHEN, "start_date": "2026-03-10", "local_time": "10:00:00"}},
 }

@@ -73,7 +73,11 @@ def _edit_sequence(client: TestClient, token: str) -> dict[str, str]:
     call("PATCH", f"/labels/{ids['Sale']}", {"name": "Spring Sale"})
     call("DELETE", f"/labels/{ids['Temp']}")
     segment = call("POST", "/segments", {"name": "Germany", "definition": {"country": "DE"}})
-    call("PATCH", f"/segments/{segment['id']}", {"definition": {"country": "AT"}})
+    call(
+        "PATCH",
+        f"/segments/{segment['id']}",
+        {"definition": {"type": "trait", "trait": "country", "op": "eq", "value": "AT"}},
+    )
     doomed = call("POST", "/segments", {"name": "Doomed", "definition": {"x": 1}})
     call("DELETE", f"/segments/{doomed['id']}")
     first = call("POST", "/campaigns", push_campaign(labels=["spring sale"]))
@@ -134,7 +138,12 @@ def test_feed_holds_current_definitions(
     assert table[ids["second"]]["definition"]["state"] == "stopped"
     assert table[ids["first"]]["definition"]["live_definition"]["name"] == "Spring sale, day 1"
     assert table[ids["sale"]]["definition"]["name"] == "Spring Sale"
-    assert table[ids["segment"]]["definition"]["definition"] == {"country": "AT"}
+    assert table[ids["segment"]]["definition"]["definition"] == {
+        "type": "trait",
+        "trait": "country",
+        "op": "eq",
+        "value": "AT",
+    }
     assert table[ids["temp"]] is None
     assert table[ids["doomed"]] is None
     assert cleanup_policy == "compact"

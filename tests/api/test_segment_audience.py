@@ -1,0 +1,117 @@
+"""Segment sizes, member exports and membership checks over landed Parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from api.main import create_app
+from control.accounts import bootstrap_account
+from control.clock import ManualClock
+from herald.config import HeraldSettings, LandingSettings
+from schemas.envelope import EventLimits
+from schemas.segment import envelope_from_segment
+from sinks.files import write_parquet_atomically
+from sinks.parquet import LandedRow, event_tables_by_date
+from tests.api.control_support import START, database_url
+
+BUYERS = {"type": "event", "event": "purchase", "window": {"type": "since_first_seen"}}
+
+
+def _land(data_dir: Path) -> None:
+    messages = [
+        ("u1", "purchase", "2024-03-13T10:00:00Z"),
+        ("u2", "home", "2024-03-14T10:00:00Z"),
+        ("u3", "purchase", "2024-03-20T10:00:00Z"),
+        ("u4", "purchase", "2024-04-20T10:00:00Z"),
+    ]
+    rows = [
+        LandedRow(
+            envelope_from_segment(
+                {
+                    "type": "track",
+                    "userId": user,
+                    "event": event,
+                    "timestamp": at,
+                    "messageId": f"m{n}",
+                },
+                datetime(2024, 5, 1, tzinfo=UTC),
+                EventLimits(),
+            ),
+            n,
+            0,
+        )
+        for n, (user, event, at) in enumerate(messages)
+    ]
+    for date, table in event_tables_by_date(rows, 0).items():
+        write_parquet_atomically(table, data_dir / "events" / f"date={date}" / "part-0-0-3.parquet")
+
+
+@pytest.fixture
+def audience(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    _land(tmp_path / "data")
+    settings = HeraldSettings(
+        control_db_url=database_url(tmp_path),
+        control_feed=False,
+        landing=LandingSettings(data_dir=tmp_path / "data"),
+    )
+    app = create_app(settings)
+    # The segment is judged at 2024-04-01, before u4's purchase.
+    app.state.clock = ManualClock(datetime(2024, 4, 1, tzinfo=UTC))
+    with app.state.control_store.session() as session:
+        _admin, token = bootstrap_account(session, "Shop", "admin@shop.test", START)
+    client = TestClient(app)
+    yield client, {"Authorization": f"Bearer {token}"}
+    client.close()
+    app.state.control_store.close()
+
+
+def _saved(client: TestClient, headers: dict[str, str]) -> str:
+    response = client.post(
+        "/segments", json={"name": "Buyers", "definition": BUYERS}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def test_estimate_unsaved_definition(audience: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = audience
+    response = client.post("/segments/estimate", json={"definition": BUYERS}, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["size"] == 2
+
+
+def test_saved_segment_size_and_export(audience: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = audience
+    segment_id = _saved(client, headers)
+
+    size = client.get(f"/segments/{segment_id}/size", headers=headers)
+    export = client.get(f"/segments/{segment_id}/members", headers=headers)
+
+    assert size.json()["size"] == 2
+    assert export.headers["content-type"].startswith("text/csv")
+    assert export.text == "user_id\nu1\nu3\n"
+
+
+def test_membership_of_one_user(audience: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = audience
+    segment_id = _saved(client, headers)
+
+    member = client.get(f"/segments/{segment_id}/members/u1", headers=headers).json()
+    later = client.get(f"/segments/{segment_id}/members/u4", headers=headers).json()
+
+    assert member["member"] is True
+    assert later["member"] is False
+
+
+def test_invalid_definition_rejected(audience: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = audience
+    response = client.post(
+        "/segments/estimate", json={"definition": {"country": "DE"}}, headers=headers
+    )
+    assert response.status_code == 422
+    assert "invalid segment rule" in response.json()["detail"][0]["msg"]
