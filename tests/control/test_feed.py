@@ -72,7 +72,14 @@ def _edit_sequence(client: TestClient, token: str) -> dict[str, str]:
     ids = {label["name"]: label["id"] for label in labels}
     call("PATCH", f"/labels/{ids['Sale']}", {"name": "Spring Sale"})
     call("DELETE", f"/labels/{ids['Temp']}")
-    segment = call("POST", "/segments", {"name": "Germany", "definition": {"country": "DE"}})
+    segment = call(
+        "POST",
+        "/segments",
+        {
+            "name": "Germany",
+            "definition": {"type": "trait", "trait": "country", "op": "eq", "value": "DE"},
+        },
+    )
     call(
         "PATCH",
         f"/segments/{segment['id']}",
