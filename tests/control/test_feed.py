@@ -85,7 +85,11 @@ def _edit_sequence(client: TestClient, token: str) -> dict[str, str]:
         f"/segments/{segment['id']}",
         {"definition": {"type": "trait", "trait": "country", "op": "eq", "value": "AT"}},
     )
-    doomed = call("POST", "/segments", {"name": "Doomed", "definition": {"x": 1}})
+    doomed = call(
+        "POST",
+        "/segments",
+        {"name": "Doomed", "definition": {"type": "trait", "trait": "x", "op": "eq", "value": 1}},
+    )
     call("DELETE", f"/segments/{doomed['id']}")
     first = call("POST", "/campaigns", push_campaign(labels=["spring sale"]))
     call("PATCH", f"/campaigns/{first['id']}", {"name": "Spring sale, day 1"})
