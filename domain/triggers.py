@@ -1,7 +1,8 @@
 """Event-time triggers: which events start a send, and when inaction windows close.
 
-Pure: the stream worker keeps a `TriggerState` per user in a table and a watermark per
-partition; the tests drive the same functions with hand-made events.
+Pure, so that a stream worker can keep a `TriggerState` per user and a watermark per
+partition while the tests drive the same functions with hand-made events.
+NOTE: no worker calls these functions yet; the engine agent that will is still to come.
 
 Time is event time (the envelope's `timestamp`), never the wall clock, so replaying
 history produces the sends that live traffic would have produced. Times are integer
@@ -78,8 +79,8 @@ class CompiledTrigger:
 class TriggerState:
     """What one user's triggers wait for; plain lists so that it serialises as JSON.
 
-    `pending` holds [campaign id, trigger id, fire time] of delayed action sends and open
-    inaction windows (whose start is fire time minus the window). `last_cancel` holds, per
+    `pending` contains [campaign id, trigger id, fire time] of delayed action sends and open
+    inaction windows (whose start is fire time minus the window). `last_cancel` contains, per
     inaction campaign, the time of the user's latest `did_not` event.
     """
 
@@ -93,7 +94,9 @@ class TriggerState:
     def from_json(cls, data: dict[str, Any] | None) -> TriggerState:
         if not data:
             return cls()
-        return cls(pending=[list(item) for item in data["pending"]], last_cancel=dict(data["last_cancel"]))
+        return cls(
+            pending=[list(item) for item in data["pending"]], last_cancel=dict(data["last_cancel"])
+        )
 
 
 def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
@@ -161,7 +164,9 @@ def on_event(
             continue
         if trigger.profile is not None and not trigger.profile(traits):
             continue
-        fire = TriggerFire(trigger.campaign_id, _user(envelope), envelope["message_id"], at_us + trigger.offset_us)
+        fire = TriggerFire(
+            trigger.campaign_id, _user(envelope), envelope["message_id"], at_us + trigger.offset_us
+        )
         if trigger.kind == "action" and trigger.offset_us == 0:
             fires.append(fire)
         elif trigger.kind == "action" or not _cancelled_before(state, trigger, at_us):
@@ -170,7 +175,7 @@ def on_event(
 
 
 def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:
-    """Whether a cancelling event processed earlier falls inside the window opening at `at_us`."""
+    """Tell whether a cancelling event processed earlier falls in the window opening at `at_us`."""
     last = state.last_cancel.get(trigger.campaign_id)
     return last is not None and at_us <= last <= at_us + trigger.offset_us
 
@@ -197,7 +202,9 @@ def due_fires(
     due: list[TriggerFire] = []
     kept: list[list[Any]] = []
     for campaign_id, trigger_id, fire_at_us in state.pending:
-        closed = fire_at_us < watermark_us if campaign_id in inaction else fire_at_us <= watermark_us
+        closed = (
+            fire_at_us < watermark_us if campaign_id in inaction else fire_at_us <= watermark_us
+        )
         if closed:
             due.append(TriggerFire(campaign_id, user_id, trigger_id, fire_at_us))
         else:

@@ -183,8 +183,8 @@ def read_segment_membership(
     """Check whether one user belongs to the saved segment now.
 
     NOTE: this reads the landed Parquet, so it trails the stream by the landing's flush
-    interval; the worker's streaming evaluator is the real-time answer once it serves
-    queries.
+    interval; the worker's streaming evaluator will give the real-time result once it
+    serves queries.
     """
     segment = store.get_segment(session, user.account_id, segment_id)
     now = clock.now()
