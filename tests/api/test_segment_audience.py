@@ -9,65 +9,26 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from api.main import create_app
-from control.accounts import bootstrap_account
-from control.clock import ManualClock
-from herald.config import HeraldSettings, LandingSettings
-from schemas.envelope import EventLimits
-from schemas.segment import envelope_from_segment
-from sinks.files import write_parquet_atomically
-from sinks.parquet import LandedRow, event_tables_by_date
-from tests.api.control_support import START, database_url
+from tests.api.control_support import database_url
+from tests.support.landed import api_over, land_tracks
 
 BUYERS = {"type": "event", "event": "purchase", "window": {"type": "since_first_seen"}}
 
 
-def _land(data_dir: Path) -> None:
-    messages = [
-        ("u1", "purchase", "2024-03-13T10:00:00Z"),
-        ("u2", "home", "2024-03-14T10:00:00Z"),
-        ("u3", "purchase", "2024-03-20T10:00:00Z"),
-        ("u4", "purchase", "2024-04-20T10:00:00Z"),
-    ]
-    rows = [
-        LandedRow(
-            envelope_from_segment(
-                {
-                    "type": "track",
-                    "userId": user,
-                    "event": event,
-                    "timestamp": at,
-                    "messageId": f"m{n}",
-                },
-                datetime(2024, 5, 1, tzinfo=UTC),
-                EventLimits(),
-            ),
-            n,
-            0,
-        )
-        for n, (user, event, at) in enumerate(messages)
-    ]
-    for date, table in event_tables_by_date(rows, 0).items():
-        write_parquet_atomically(table, data_dir / "events" / f"date={date}" / "part-0-0-3.parquet")
+TRACKS = [
+    ("u1", "purchase", "2024-03-13T10:00:00Z"),
+    ("u2", "home", "2024-03-14T10:00:00Z"),
+    ("u3", "purchase", "2024-03-20T10:00:00Z"),
+    ("u4", "purchase", "2024-04-20T10:00:00Z"),
+]
 
 
 @pytest.fixture
 def audience(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    _land(tmp_path / "data")
-    settings = HeraldSettings(
-        control_db_url=database_url(tmp_path),
-        control_feed=False,
-        landing=LandingSettings(data_dir=tmp_path / "data"),
-    )
-    app = create_app(settings)
+    land_tracks(tmp_path / "data", TRACKS)
     # The segment is judged at 2024-04-01, before u4's purchase.
-    app.state.clock = ManualClock(datetime(2024, 4, 1, tzinfo=UTC))
-    with app.state.control_store.session() as session:
-        _admin, token = bootstrap_account(session, "Shop", "admin@shop.test", START)
-    client = TestClient(app)
-    yield client, {"Authorization": f"Bearer {token}"}
-    client.close()
-    app.state.control_store.close()
+    with api_over(tmp_path, database_url(tmp_path), datetime(2024, 4, 1, tzinfo=UTC)) as client:
+        yield client
 
 
 def _saved(client: TestClient, headers: dict[str, str]) -> str:
