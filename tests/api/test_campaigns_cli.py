@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,11 @@ def live_api(tmp_path: Path) -> Iterator[dict[str, str]]:
     app.state.control_store.close()
 
 
+def _admin_email() -> str:
+    # The PostgreSQL job shares one database between tests, and an email bootstraps once.
+    return f"admin-{uuid.uuid4().hex[:12]}@shop.test"
+
+
 def _run(env: dict[str, str], *args: str) -> str:
     result = CliRunner().invoke(cli, list(args), env=env)
     assert result.exit_code == 0, result.output
@@ -62,7 +68,7 @@ def _run(env: dict[str, str], *args: str) -> str:
 
 
 def _load_examples(live_api: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    token = _run(live_api, "users", "bootstrap", "--email", "admin@shop.test").strip()
+    token = _run(live_api, "users", "bootstrap", "--email", _admin_email()).strip()
     env = {**live_api, "HERALD_TOKEN": token}
     for name in ("abandoned_cart", "payment_problem", "welcome"):
         _run(
@@ -139,7 +145,7 @@ def test_welcome_semantics(live_api: dict[str, str]) -> None:
 
 
 def test_cli_reports_api_errors(live_api: dict[str, str]) -> None:
-    token = _run(live_api, "users", "bootstrap", "--email", "admin@shop.test").strip()
+    token = _run(live_api, "users", "bootstrap", "--email", _admin_email()).strip()
     env = {**live_api, "HERALD_TOKEN": token}
 
     labels = CliRunner().invoke(cli, ["labels", "create", "Sale!", "Spring"], env=env)
