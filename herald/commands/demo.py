@@ -20,6 +20,7 @@ import httpx
 import polars as pl
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -156,25 +157,29 @@ def _wait_for_landing(settings: HeraldSettings, expected: int, timeout_s: float)
 
 
 async def _landing_lag(settings: HeraldSettings) -> int:
-    """Count the records of the events topic that the landing group has not committed."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=settings.landing.group_id,
-        enable_auto_commit=False,
-    )
+    """Count the records of the events topic that the landing group has not committed.
+
+    Returns -1 while the topic's partitions are not known yet, which callers must not
+    read as "caught up".
+    """
+    topic = settings.kafka.events_topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(settings.kafka.events_topic) or set()
-        topic_partitions = [TopicPartition(settings.kafka.events_topic, p) for p in partitions]
-        ends = await consumer.end_offsets(topic_partitions)
-        lag = 0
-        for topic_partition in topic_partitions:
-            committed = await consumer.committed(topic_partition) or 0
-            lag += max(0, ends[topic_partition] - committed)
-        return lag
+        [description] = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+        if not partitions:
+            return -1
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(settings.landing.group_id)
+        return sum(
+            max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in partitions
+        )
     finally:
         await consumer.stop()
+        await admin.close()
 
 
 def _print_comparison(expected: dict[str, int], landed: dict[str, int]) -> bool:
