@@ -48,7 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _concurrent_change(request: Request, error: Exception) -> JSONResponse:
-    """Answer a write that lost a race with another request on the same record."""
+    """Respond with 409 to a write that lost a race with another request on the same record."""
     logger.info(
         "request conflicted with a concurrent change: %s",
         type(error).__name__,

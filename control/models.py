@@ -163,8 +163,8 @@ class Campaign(Base):
         secondary=campaign_labels, order_by=campaign_labels.c.position, lazy="selectin"
     )
 
-    # Every UPDATE names the version it read; a concurrent change makes it match no row,
-    # and SQLAlchemy raises StaleDataError instead of letting the later write win silently.
+    # Every UPDATE names the version it read. After a concurrent change it matches no row,
+    # so SQLAlchemy raises StaleDataError instead of letting the later write win silently.
     # The application sets the new version itself, one per recorded change.
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 

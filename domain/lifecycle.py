@@ -278,7 +278,7 @@ def check_action(
 ) -> None:
     """Check that `action` may be taken on a campaign in `state`.
 
-    `published` says a version of the campaign was published before, so a campaign whose
+    `published` is true when a version of the campaign was published before, so a campaign whose
     edit waits for approval can still be stopped.
 
     Raises:

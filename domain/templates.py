@@ -26,7 +26,7 @@ __all__ = ["MAX_RENDERED_CHARS", "check_template", "render_template", "render_tr
 MAX_RENDERED_CHARS = 100_000
 _MAX_EXPONENT = 64
 
-# What a template that parses can still raise on some user's data.
+# Exceptions that a template which parses can still raise on some user's data.
 _RENDER_ERRORS = (
     TemplateError,
     TypeError,

@@ -77,7 +77,7 @@ class CompiledTrigger:
 
 @dataclass(slots=True)
 class TriggerState:
-    """What one user's triggers wait for; plain lists so that it serialises as JSON.
+    """The pending sends of one user's triggers, in plain lists so that it serialises as JSON.
 
     `pending` contains [campaign id, trigger id, fire time] of delayed action sends and open
     inaction windows (whose start is fire time minus the window). `last_cancel` contains, per
@@ -195,9 +195,9 @@ def due_fires(
 ) -> list[TriggerFire]:
     """Remove and return the pending sends that are due at `watermark_us`.
 
-    A delayed action send is due once the watermark reaches its time; an inaction window
-    (campaign ids in `inaction`) only once the watermark is past its end, since an event
-    exactly at the end still cancels it.
+    A delayed action send is due once the watermark reaches its time. An inaction window
+    (campaign ids in `inaction`) is due only once the watermark is past its end, because an
+    event exactly at the end still cancels it.
     """
     due: list[TriggerFire] = []
     kept: list[list[Any]] = []

@@ -24,7 +24,7 @@ __all__ = [
 
 
 class KafkaSettings(BaseModel, frozen=True):
-    """How Herald's clients reach Kafka and which topics they use."""
+    """Kafka connection settings and the names of Herald's topics."""
 
     bootstrap_servers: str = "127.0.0.1:19092"
     events_topic: str = "events"
@@ -33,8 +33,8 @@ class KafkaSettings(BaseModel, frozen=True):
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
-    # How long the API waits for Kafka's acknowledgement before answering 503; the write
-    # may still complete, and the client's retry is then dropped as a copy.
+    # How long the API waits for Kafka's acknowledgement before it responds with 503. The
+    # write may still complete, and the client's retry is then dropped as a copy.
     send_timeout_s: float = Field(default=10.0, gt=0)
 
 
@@ -57,7 +57,7 @@ class CleverTapAccount(BaseModel, frozen=True):
 
 
 class IngestSettings(BaseModel, frozen=True):
-    """Who may send events, and the limits every event and batch must respect."""
+    """Ingest credentials, and the limits every event and batch must respect."""
 
     write_keys: tuple[SecretStr, ...] = (SecretStr("herald-dev-write-key"),)
     clevertap_accounts: tuple[CleverTapAccount, ...] = (
@@ -75,7 +75,7 @@ class IngestSettings(BaseModel, frozen=True):
 
 
 class LandingSettings(BaseModel, frozen=True):
-    """Where and how the Parquet landing writes events and profile snapshots."""
+    """Location, file boundaries and deduplication of the Parquet landing."""
 
     data_dir: Path = Path("data")
     group_id: str = "herald-landing"

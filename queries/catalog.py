@@ -43,7 +43,9 @@ def view_statements(data_dir: Path) -> str:
 def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
     """Open an in-memory DuckDB connection with the views over `data_dir`."""
     connection = duckdb.connect()
-    connection.register("_empty_events", pa.table({f.name: pa.array([], f.type) for f in EVENTS_SCHEMA}))
+    connection.register(
+        "_empty_events", pa.table({f.name: pa.array([], f.type) for f in EVENTS_SCHEMA})
+    )
     connection.register(
         "_empty_profiles", pa.table({f.name: pa.array([], f.type) for f in PROFILES_SCHEMA})
     )

@@ -21,6 +21,8 @@ def _sql(name: str) -> str:
 def event_counts(data_dir: Path, start: date, end: date, event: str | None) -> list[dict[str, Any]]:
     """Count track events and distinct users per event name between two UTC dates."""
     with connect(data_dir) as connection:
-        cursor = connection.execute(_sql("event_counts"), {"start": start, "end": end, "event": event})
+        cursor = connection.execute(
+            _sql("event_counts"), {"start": start, "end": end, "event": event}
+        )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -19,7 +19,7 @@ class RejectedEvent(BaseModel):
 
 
 class IngestResponse(BaseModel):
-    """Answer of the Segment-compatible endpoints."""
+    """Response body of the Segment-compatible endpoints."""
 
     success: bool = Field(description="True when every event was stored.")
     accepted: int
@@ -38,7 +38,7 @@ class UnprocessedRecord(BaseModel):
 
 
 class UploadResponse(BaseModel):
-    """Answer of the CleverTap-compatible upload endpoint."""
+    """Response body of the CleverTap-compatible upload endpoint."""
 
     status: Literal["success", "partial", "fail"]
     processed: int

@@ -1,7 +1,7 @@
 """How envelopes travel through Kafka.
 
 A record's value is one envelope as a JSON object, or a micro-batch of envelopes as a JSON
-array; all envelopes of a micro-batch belong to users of the record's partition. Faust
+array. All envelopes of a micro-batch belong to users of the record's partition. Faust
 charges its overhead per record, so batching many events into one record is what lets a
 worker keep up; consumers accept both shapes, so producers that write one event per record
 keep working.
@@ -23,7 +23,7 @@ _MAX_PAYLOAD_TEXT = 16 * 1024
 
 
 def partition_key(envelope: dict[str, Any]) -> str:
-    """The key whose hash picks an event's partition: the user id, else the anonymous id."""
+    """Return the key whose hash picks an event's partition: the user id, else the anonymous id."""
     return envelope.get("user_id") or envelope["anonymous_id"]
 
 

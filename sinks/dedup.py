@@ -16,7 +16,7 @@ __all__ = ["DedupIndex", "identity_of"]
 
 
 def identity_of(envelope: dict[str, Any]) -> str:
-    """The identity a message id belongs to; user and anonymous ids never collide."""
+    """Return the identity a message id belongs to, prefixed so user and anonymous ids never collide."""
     user_id = envelope.get("user_id")
     return f"u:{user_id}" if user_id else f"a:{envelope['anonymous_id']}"
 

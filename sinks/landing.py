@@ -70,7 +70,7 @@ class _PartitionBuffer:
     """Records of one partition not yet landed.
 
     `lock` serialises flushes, so a revocation waits for a flush in progress and the next
-    owner of the partition never sees this worker write after it took over. `revoked`
+    owner of the partition never finds this worker writing after it took over. `revoked`
     stops a consume loop that still holds the buffer.
     """
 

@@ -39,7 +39,7 @@ def create_faust_app(settings: HeraldSettings) -> faust.App:
 
 
 def events_topic(app: faust.App, settings: HeraldSettings) -> faust.TopicT:
-    """The events topic as Faust sees it; it must already exist with its partitions."""
+    """Return the events topic as a Faust topic. It must already exist with its partitions."""
     return app.topic(
         settings.kafka.events_topic,
         partitions=settings.kafka.partitions,

@@ -1,7 +1,7 @@
 """Writing envelopes to the `events` topic, grouped by the partition of their user.
 
 `EventProducer.send_events` returns only after the broker has acknowledged every record
-with `acks=all`, so an API that awaits it answers a client only once the events are
+with `acks=all`, so an API that awaits it responds to a client only once the events are
 durable. The producer is idempotent: an internal retry never writes a record twice.
 Records of a partition keep the order in which they were sent, and so do the events of a
 user within one call.
@@ -64,7 +64,7 @@ class EventProducer:
                 )
             except TimeoutError:
                 raise KafkaUnavailable(
-                    f"Kafka at {self._settings.bootstrap_servers} did not answer within "
+                    f"Kafka at {self._settings.bootstrap_servers} did not respond within "
                     f"{self._settings.send_timeout_s:g} s"
                 ) from None
         logger.info(

@@ -1,7 +1,7 @@
 """Read-only summaries of the landed events, for dashboards and analysts.
 
 Each request opens its own in-memory DuckDB connection over the Parquet files, so the API
-never holds a file that the worker writes, and requests run side by side.
+never keeps open a file that the worker writes, and requests run side by side.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A single-event call whose event is invalid gets 400 with the field and reason. A batch
 stores its valid events and lists each invalid one with its index and reason; the invalid
-ones also go to the rejected topic. Every answer comes after Kafka acknowledged the write.
+ones also go to the rejected topic. Every response comes after Kafka acknowledged the write.
 """
 
 from __future__ import annotations

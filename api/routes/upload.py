@@ -1,7 +1,7 @@
 """CleverTap-compatible upload: `POST /1/upload` with `{"d": [records]}`.
 
 At most 1,000 records a call, users may be mixed. `?dryRun=1` validates without storing.
-The answer lists each record that was not stored with its index and reason.
+The response lists each record that was not stored with its index and reason.
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ async def create_upload(
         )
         for item in outcome.rejected
     ]
-    state = "success" if not unprocessed else ("partial" if outcome.accepted else "fail")
+    if not unprocessed:
+        state = "success"
+    elif outcome.accepted:
+        state = "partial"
+    else:
+        state = "fail"
     return UploadResponse(
         status=state, processed=outcome.accepted, unprocessed=unprocessed, dry_run=bool(dry_run)
     )

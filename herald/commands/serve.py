@@ -30,7 +30,7 @@ def _create_topics(settings: HeraldSettings, *, required: bool) -> None:
         if required:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None
-        # The API serves the control plane without Kafka and answers ingest with 503.
+        # The API serves the control plane without Kafka and responds to ingest with 503.
         logger.warning("Kafka topics not checked: %s", error)
 
 

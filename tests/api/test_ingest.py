@@ -256,7 +256,8 @@ def test_clevertap_upload(stack) -> None:  # type: ignore[no-untyped-def]
     }
     dry = stack.post("/1/upload?dryRun=1", records, headers=headers, auth=None)
     assert dry.status_code == 200
-    assert dry.json()["processed"] == 2 and dry.json()["dry_run"] is True
+    assert dry.json()["processed"] == 2
+    assert dry.json()["dry_run"] is True
 
     response = stack.post("/1/upload", records, headers=headers, auth=None)
     assert response.status_code == 200

@@ -10,7 +10,17 @@ from domain.errors import InvalidLabel
 from domain.labels import MAX_LABEL_CHARS, label_key, normalise_label, split_label_batch
 
 FORBIDDEN = ['"', "\\", "%", ">", "<", "!", "\u201c", "\u201d", "\u2018", "\u2019"]
-FORBIDDEN += ["\u201a", "\u201e", "\u00ab", "\u00bb", "\u2039", "\u203a", "\uff02", "\u2032", "\u2033"]
+FORBIDDEN += [
+    "\u201a",
+    "\u201e",
+    "\u00ab",
+    "\u00bb",
+    "\u2039",
+    "\u203a",
+    "\uff02",
+    "\u2032",
+    "\u2033",
+]
 
 
 @pytest.mark.parametrize("char", FORBIDDEN)

@@ -13,20 +13,33 @@ HOUR_US = 3600 * 1_000_000
 CART = compile_trigger(
     "cart",
     InactionTrigger.model_validate(
-        {"type": "inaction", "did": {"event": "add_to_cart"}, "did_not": {"event": "purchase"}, "within": "PT1H"}
+        {
+            "type": "inaction",
+            "did": {"event": "add_to_cart"},
+            "did_not": {"event": "purchase"},
+            "within": "PT1H",
+        }
     ),
 )
-PAYMENT = compile_trigger("pay", EventTrigger.model_validate({"type": "event", "event": "payment_error"}))
+PAYMENT = compile_trigger(
+    "pay", EventTrigger.model_validate({"type": "event", "event": "payment_error"})
+)
 WELCOME = compile_trigger(
     "welcome",
     EventTrigger.model_validate(
-        {"type": "event", "event": "home", "profile_filters": [{"property": "user_lifecycle", "op": "eq", "value": "new"}]}
+        {
+            "type": "event",
+            "event": "home",
+            "profile_filters": [{"property": "user_lifecycle", "op": "eq", "value": "new"}],
+        }
     ),
 )
 INACTION = frozenset({"cart"})
 
 
-def _event(name: str, at: datetime, message_id: str = "m", user: str = "u1", **properties: object) -> dict[str, object]:
+def _event(
+    name: str, at: datetime, message_id: str = "m", user: str = "u1", **properties: object
+) -> dict[str, object]:
     return {
         "type": "track",
         "event": name,
@@ -41,7 +54,9 @@ def _us(at: datetime) -> int:
     return epoch_us(at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
-def _feed(state: TriggerState, *events: dict[str, object], traits: dict[str, object] | None = None) -> list[object]:
+def _feed(
+    state: TriggerState, *events: dict[str, object], traits: dict[str, object] | None = None
+) -> list[object]:
     fires: list[object] = []
     for event in events:
         fires += on_event([CART, PAYMENT, WELCOME], state, event, traits or {}, _us(T0))
@@ -81,7 +96,11 @@ def test_purchase_exactly_one_hour_later_cancels() -> None:
 
 def test_purchase_after_window_does_not_cancel() -> None:
     state = TriggerState()
-    _feed(state, _event("add_to_cart", T0), _event("purchase", T0 + timedelta(hours=1, microseconds=1)))
+    _feed(
+        state,
+        _event("add_to_cart", T0),
+        _event("purchase", T0 + timedelta(hours=1, microseconds=1)),
+    )
     assert len(due_fires(state, "u1", _us(T0) + 2 * HOUR_US, INACTION)) == 1
 
 
@@ -93,7 +112,11 @@ def test_earlier_purchase_outside_window_keeps_it() -> None:
 
 def test_each_add_to_cart_opens_window() -> None:
     state = TriggerState()
-    _feed(state, _event("add_to_cart", T0, "a1"), _event("add_to_cart", T0 + timedelta(minutes=30), "a2"))
+    _feed(
+        state,
+        _event("add_to_cart", T0, "a1"),
+        _event("add_to_cart", T0 + timedelta(minutes=30), "a2"),
+    )
     fires = due_fires(state, "u1", _us(T0) + 3 * HOUR_US, INACTION)
     assert [fire.trigger_id for fire in fires] == ["a1", "a2"]
 
@@ -117,7 +140,9 @@ def test_action_fires_at_once() -> None:
 
 
 def test_action_delay_waits_for_watermark() -> None:
-    delayed = compile_trigger("later", EventTrigger.model_validate({"type": "event", "event": "home", "delay": "PT10M"}))
+    delayed = compile_trigger(
+        "later", EventTrigger.model_validate({"type": "event", "event": "home", "delay": "PT10M"})
+    )
     state = TriggerState()
     assert on_event([delayed], state, _event("home", T0), {}, _us(T0)) == []
     due_at = _us(T0) + 600 * 1_000_000
@@ -142,7 +167,13 @@ def test_late_event_does_not_trigger() -> None:
 
 def test_late_purchase_still_cancels() -> None:
     state = TriggerState()
-    on_event([CART], state, _event("add_to_cart", T0 - timedelta(hours=3)), {}, _us(T0 - timedelta(hours=3)))
+    on_event(
+        [CART],
+        state,
+        _event("add_to_cart", T0 - timedelta(hours=3)),
+        {},
+        _us(T0 - timedelta(hours=3)),
+    )
     on_event([CART], state, _event("purchase", T0 - timedelta(hours=3)), {}, _us(T0))
     assert state.pending == []
 
@@ -151,7 +182,11 @@ def test_property_filters_select_events() -> None:
     big = compile_trigger(
         "big",
         EventTrigger.model_validate(
-            {"type": "event", "event": "purchase", "property_filters": [{"property": "amount", "op": "gte", "value": 100}]}
+            {
+                "type": "event",
+                "event": "purchase",
+                "property_filters": [{"property": "amount", "op": "gte", "value": 100}],
+            }
         ),
     )
     state = TriggerState()
