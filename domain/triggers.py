@@ -2,7 +2,6 @@
 
 Pure, so that a stream worker can keep a `TriggerState` per user and a watermark per
 partition while the tests drive the same functions with hand-made events.
-NOTE: no worker calls these functions yet; the engine agent that will is still to come.
 
 Time is event time (the envelope's `timestamp`), never the wall clock, so replaying
 history produces the sends that live traffic would have produced. Times are integer
@@ -14,8 +13,8 @@ Rules:
   event of the same user anywhere in the closed window cancels it, including one at t
   that was processed before the `did` event. The window fires at t + within once the
   watermark has passed that time, because until then a cancelling event may still come.
-- An event more than `max_lateness_us` behind the watermark does not trigger; it still
-  cancels windows, because it still happened.
+- An event more than `max_lateness_us` behind the watermark, or more than `max_future_us`
+  ahead of it, does not trigger; it still cancels windows, because it still happened.
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ from domain.segments.values import value_predicate
 from schemas.campaign import EventTrigger, InactionTrigger, PropertyFilter
 
 __all__ = [
+    "DEFAULT_MAX_FUTURE_US",
+    "DEFAULT_MAX_LATENESS_US",
     "CompiledTrigger",
     "TriggerFire",
     "TriggerState",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LATENESS_US = 2 * 3600 * 1_000_000
+DEFAULT_MAX_FUTURE_US = 2 * 60 * 1_000_000
 
 _Matcher = Callable[[dict[str, Any]], bool]
 
@@ -73,6 +75,9 @@ class CompiledTrigger:
     cancel: _Matcher | None = None
     profile: _Matcher | None = None
     offset_us: int = 0
+    # Names of the events the matchers accept, so that a caller can index triggers by event.
+    start_event: str = ""
+    cancel_event: str | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +113,7 @@ def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
             start=_event_matcher(when.event, when.property_filters),
             profile=_filters_matcher(when.profile_filters) if when.profile_filters else None,
             offset_us=_micros(when.delay),
+            start_event=when.event,
         )
     if isinstance(when, InactionTrigger):
         return CompiledTrigger(
@@ -116,6 +122,8 @@ def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
             start=_event_matcher(when.did.event, when.did.property_filters),
             cancel=_event_matcher(when.did_not.event, when.did_not.property_filters),
             offset_us=_micros(when.within),
+            start_event=when.did.event,
+            cancel_event=when.did_not.event,
         )
     return None
 
@@ -149,18 +157,22 @@ def on_event(
     traits: dict[str, Any],
     watermark_us: int,
     max_lateness_us: int = DEFAULT_MAX_LATENESS_US,
+    max_future_us: int = DEFAULT_MAX_FUTURE_US,
 ) -> list[TriggerFire]:
     """Apply one event of a user to their trigger state; return the sends it fires now.
 
     `traits` is the user's profile as it is after this event; `watermark_us` is the
-    partition's watermark before it. Delayed sends and windows go into `state.pending`.
+    partition's watermark, which this very event may have advanced. Delayed sends and
+    windows go into `state.pending`.
     """
     at_us = epoch_us(envelope["timestamp"])
+    earliest_us = watermark_us - max_lateness_us
+    latest_us = watermark_us + max_future_us
     fires: list[TriggerFire] = []
     for trigger in triggers:
         if trigger.cancel is not None and trigger.cancel(envelope):
             _cancel_windows(state, trigger, at_us)
-        if not trigger.start(envelope) or at_us < watermark_us - max_lateness_us:
+        if not trigger.start(envelope) or not earliest_us <= at_us <= latest_us:
             continue
         if trigger.profile is not None and not trigger.profile(traits):
             continue

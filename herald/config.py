@@ -12,10 +12,13 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.delivery import GlobalFrequencyCaps
+
 __all__ = [
     "ApiSettings",
     "BrokerSettings",
     "CleverTapAccount",
+    "EngineSettings",
     "HeraldSettings",
     "IngestSettings",
     "KafkaSettings",
@@ -30,6 +33,10 @@ class KafkaSettings(BaseModel, frozen=True):
     events_topic: str = "events"
     rejected_topic: str = "events.rejected"
     campaigns_topic: str = "campaigns"
+    # Send commands go to `<sends_topic_prefix><channel>`, one topic per channel.
+    sends_topic_prefix: str = "sends."
+    # The engine's per-user state, compacted; it has the events topic's partitions.
+    engine_state_topic: str = "engine.state"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
@@ -85,6 +92,30 @@ class LandingSettings(BaseModel, frozen=True):
     profile_snapshot_interval_s: float = Field(default=5.0, gt=0)
 
 
+class EngineSettings(BaseModel, frozen=True):
+    """The real-time engine: consumer group, transactions and event-time rules.
+
+    `idle_watermark_s`: a partition without records for this long advances its event-time
+    watermark with the wall clock, so windows close when traffic stops.
+    `transactional_id`: must be stable across restarts of one worker, so that a restarted
+    worker aborts the transaction its predecessor left open, and unique per worker;
+    by default it is derived from the group, the host name and `worker_web_port`.
+    `timezone`: the account's IANA time zone, whose calendar days caps and limits count.
+    """
+
+    enabled: bool = True
+    group_id: str = "herald-engine"
+    transactional_id: str | None = None
+    idle_watermark_s: float = Field(default=30.0, gt=0)
+    max_lateness_s: float = Field(default=2 * 3600, ge=0)
+    max_future_s: float = Field(default=120, ge=0)
+    timezone: str = "UTC"
+    frequency_caps: GlobalFrequencyCaps = GlobalFrequencyCaps()
+    control_group_percent: int | None = Field(default=None, ge=2, le=5)
+    max_poll_records: int = Field(default=500, gt=0)
+    transaction_timeout_s: float = Field(default=20.0, ge=1)
+
+
 class ApiSettings(BaseModel, frozen=True):
     """The HTTP server."""
 
@@ -107,6 +138,7 @@ class HeraldSettings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     ingest: IngestSettings = IngestSettings()
     landing: LandingSettings = LandingSettings()
+    engine: EngineSettings = EngineSettings()
     api: ApiSettings = ApiSettings()
     worker_id: str = "herald-worker"
     worker_web_port: int = Field(default=6066, ge=1, le=65535)

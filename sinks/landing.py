@@ -111,6 +111,9 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
             client_id="herald-landing",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # The engine writes Notification events in transactions; an aborted one must
+            # not land.
+            isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         self._consumer.subscribe([self._kafka.events_topic], listener=self)

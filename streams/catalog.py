@@ -9,8 +9,6 @@ Guarantee: after `ready` is set, the catalog contains every record that was in t
 when following started; later records are applied in topic order. A campaign sends from
 its `live_definition`, the version last published, so an edit awaiting approval does not
 change what goes out.
-
-NOTE: `herald worker` does not start `follow_catalog` yet; the engine agent will.
 """
 
 from __future__ import annotations
@@ -22,20 +20,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import TypeAdapter, ValidationError
 
-from domain.triggers import CompiledTrigger, compile_trigger
+from domain.engine.campaigns import LIVE_STATES, CampaignSet, compile_campaigns
+from domain.triggers import CompiledTrigger
 from herald.config import KafkaSettings
-from schemas.campaign import When
 
 __all__ = ["LIVE_STATES", "CampaignCatalog", "follow_catalog"]
 
 logger = logging.getLogger(__name__)
-
-# States in which a published, triggered campaign reacts to events. An edit waiting for
-# approval (or rejected) leaves the published version sending.
-LIVE_STATES = frozenset({"running", "pending_approval", "rejected"})
-_WHEN = TypeAdapter(When)
 
 
 @dataclass(slots=True)
@@ -45,12 +37,15 @@ class CampaignCatalog:
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Counts applied records, so that a reader can tell when to compile again.
+    version: int = 0
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one record of the topic; a tombstone removes the key from every kind."""
         if key is None:
             return
         resource_id = key.decode()
+        self.version += 1
         if value is None:
             for table in (self.campaigns, self.segments, self.labels):
                 table.pop(resource_id, None)
@@ -64,27 +59,18 @@ class CampaignCatalog:
             return
         table[resource_id] = record["definition"]
 
-    def live_triggers(self) -> list[CompiledTrigger]:
-        """Compile the triggers of the triggered campaigns that may send now.
+    def live_campaigns(self) -> CampaignSet:
+        """Compile the triggered campaigns that may send now, indexed for the engine.
 
         A campaign counts when it was published (it has a `live_definition`) and its state
         is live; a stopped or completed one does not. A definition that does not parse is
         skipped with a warning rather than stopping the worker.
         """
-        triggers = []
-        for campaign_id, definition in sorted(self.campaigns.items()):
-            live = definition.get("live_definition")
-            if not live or definition.get("state") not in LIVE_STATES:
-                continue
-            try:
-                when = _WHEN.validate_python(live["when"])
-            except (KeyError, ValidationError) as error:
-                logger.warning("campaign skipped: %s", error, extra={"campaign_id": campaign_id})
-                continue
-            trigger = compile_trigger(campaign_id, when)
-            if trigger is not None:
-                triggers.append(trigger)
-        return triggers
+        return compile_campaigns(self.campaigns, self.segments)
+
+    def live_triggers(self) -> list[CompiledTrigger]:
+        """Return the triggers of `live_campaigns`, in campaign id order."""
+        return [campaign.trigger for campaign in self.live_campaigns().by_id.values()]
 
 
 async def follow_catalog(

@@ -13,15 +13,23 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from herald.config import KafkaSettings
 from herald.errors import HeraldError
+from schemas.campaign_message import Channel
 
-__all__ = ["TopicAdminError", "TopicSpec", "delete_topics", "ensure_topics", "herald_topics"]
+__all__ = [
+    "TopicAdminError",
+    "TopicSpec",
+    "delete_topics",
+    "ensure_topics",
+    "herald_topics",
+    "sends_topics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +67,14 @@ def herald_topics(kafka: KafkaSettings) -> tuple[TopicSpec, ...]:
         TopicSpec(kafka.events_topic, kafka.partitions),
         TopicSpec(kafka.rejected_topic, 1),
         TopicSpec(kafka.campaigns_topic, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(kafka.engine_state_topic, kafka.partitions, {"cleanup.policy": "compact"}),
+        *(TopicSpec(name, kafka.partitions) for name in sends_topics(kafka)),
     )
+
+
+def sends_topics(kafka: KafkaSettings) -> list[str]:
+    """Return the send-command topic of every channel."""
+    return [kafka.sends_topic_prefix + channel for channel in get_args(Channel)]
 
 
 async def ensure_topics(kafka: KafkaSettings, topics: Iterable[TopicSpec]) -> list[str]:

@@ -54,6 +54,8 @@ def unique_topics(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Kafka
                 "events_topic": f"{prefix}.events",
                 "rejected_topic": f"{prefix}.events.rejected",
                 "campaigns_topic": f"{prefix}.campaigns",
+                "sends_topic_prefix": f"{prefix}.sends.",
+                "engine_state_topic": f"{prefix}.engine.state",
                 "partitions": partitions or kafka_settings.partitions,
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from itertools import islice
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import (
@@ -98,6 +100,14 @@ def replay(
         float,
         typer.Option("--timeout", min=0.1, help="Time limit of one HTTP request, in seconds."),
     ] = 15.0,
+    flush: Annotated[
+        bool,
+        typer.Option(
+            "--flush/--no-flush",
+            help="Once every message is accepted, make the engine decide the sends still "
+            "waiting for a window to close (written straight to Kafka).",
+        ),
+    ] = False,
 ) -> None:
     """Send the events of PATH to Herald's HTTP API, in order, and print a summary.
 
@@ -128,6 +138,19 @@ def replay(
     _print_summary(report, path, target)
     if not report.succeeded:
         raise typer.Exit(code=1)
+    if flush:
+        _flush_pending(settings)
+
+
+def _flush_pending(settings: HeraldSettings) -> None:
+    from streams.engine import request_flush
+
+    try:
+        partitions = asyncio.run(request_flush(settings.kafka))
+    except KafkaError as error:
+        typer.echo(f"error: the flush request did not reach Kafka: {error}", err=True)
+        raise typer.Exit(code=1) from error
+    Console().print(f"asked the engine to flush pending sends on {partitions} partitions")
 
 
 def default_host(api: ApiSettings) -> str:

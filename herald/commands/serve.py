@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import faust
 import typer
@@ -15,6 +16,8 @@ from herald.logs import configure_logging
 from herald.runtime import tune_garbage_collector
 from sinks.landing import ParquetLanding
 from streams.app import create_faust_app
+from streams.catalog import CampaignCatalog, follow_catalog
+from streams.engine import StreamEngine
 from streams.profiles import install_profiles
 from streams.topics import TopicAdminError, ensure_topics, herald_topics
 
@@ -35,9 +38,10 @@ def _create_topics(settings: HeraldSettings, *, required: bool) -> None:
 
 
 def build_worker_app(
-    settings: HeraldSettings, *, landing: bool = True, profiles: bool = True
+    settings: HeraldSettings, *, landing: bool = True, profiles: bool = True, engine: bool = True
 ) -> faust.App:
-    """Assemble the Faust app of a worker: profiles table, and the Parquet landing as a task."""
+    """Assemble the Faust app of a worker: profiles table, and as tasks the Parquet landing,
+    the campaign catalog and the engine."""
     app = create_faust_app(settings)
     if profiles:
         install_profiles(app, settings)
@@ -45,24 +49,37 @@ def build_worker_app(
 
         @app.task
         async def land_events() -> None:
-            await _land_with_restarts(settings)
+            await _with_restarts("landing", ParquetLanding(settings.kafka, settings.landing).run)
+
+    if engine and settings.engine.enabled:
+        catalog = CampaignCatalog()
+        ready = asyncio.Event()
+
+        @app.task
+        async def follow_campaigns() -> None:
+            await _with_restarts("catalog", lambda: follow_catalog(settings.kafka, catalog, ready))
+
+        @app.task
+        async def run_engine() -> None:
+            await _with_restarts("engine", StreamEngine(settings, catalog, ready).run)
 
     return app
 
 
-async def _land_with_restarts(settings: HeraldSettings) -> None:
-    """Run the landing, starting it again after an unexpected error.
+async def _with_restarts(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a long-lived consumer, starting it again after an unexpected error.
 
-    Nothing is lost by a restart: the new consumer starts from the committed offsets and
-    removes files past them. The delay doubles up to a minute while failures repeat.
+    Nothing is lost by a restart: the landing and the engine start again from their
+    committed offsets, and the catalog reads its topic from the beginning. The delay
+    doubles up to a minute while failures repeat.
     """
     delay_s = 1.0
     while True:
         started_s = time.monotonic()
         try:
-            await ParquetLanding(settings.kafka, settings.landing).run()
+            await run()
         except Exception:
-            logger.exception("landing failed; restarting in %.0f s", delay_s)
+            logger.exception("%s failed; restarting in %.0f s", name, delay_s)
         if time.monotonic() - started_s > 300:
             delay_s = 1.0
         await asyncio.sleep(delay_s)
@@ -72,13 +89,14 @@ async def _land_with_restarts(settings: HeraldSettings) -> None:
 def worker(
     landing: bool = typer.Option(True, help="Land events as Parquet in the data directory."),
     profiles: bool = typer.Option(True, help="Keep the profiles table and its snapshots."),
+    engine: bool = typer.Option(True, help="Run the real-time engine that issues sends."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     settings = HeraldSettings()
     configure_logging(log_level, settings.log_format)
     tune_garbage_collector()
     _create_topics(settings, required=True)
-    app = build_worker_app(settings, landing=landing, profiles=profiles)
+    app = build_worker_app(settings, landing=landing, profiles=profiles, engine=engine)
     logger.info(
         "worker starting",
         extra={"worker_id": settings.worker_id, "data_dir": str(settings.landing.data_dir)},

@@ -59,7 +59,9 @@ def _feed(
 ) -> list[object]:
     fires: list[object] = []
     for event in events:
-        fires += on_event([CART, PAYMENT, WELCOME], state, event, traits or {}, _us(T0))
+        # The engine advances the watermark to an event's time before triggering on it.
+        watermark = max(_us(T0), epoch_us(str(event["timestamp"])))
+        fires += on_event([CART, PAYMENT, WELCOME], state, event, traits or {}, watermark)
     return fires
 
 
@@ -163,6 +165,14 @@ def test_late_event_does_not_trigger() -> None:
     assert on_event([PAYMENT], state, late, {}, _us(T0)) == []
     on_time = _event("payment_error", T0 - timedelta(hours=2))
     assert len(on_event([PAYMENT], state, on_time, {}, _us(T0))) == 1
+
+
+def test_event_far_ahead_of_the_watermark_does_not_trigger() -> None:
+    state = TriggerState()
+    ahead = _event("payment_error", T0 + timedelta(minutes=2, microseconds=1))
+    assert on_event([PAYMENT], state, ahead, {}, _us(T0)) == []
+    just_ahead = _event("payment_error", T0 + timedelta(minutes=2))
+    assert len(on_event([PAYMENT], state, just_ahead, {}, _us(T0))) == 1
 
 
 def test_late_purchase_still_cancels() -> None:

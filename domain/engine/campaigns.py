@@ -1,0 +1,177 @@
+"""The live triggered campaigns, compiled once per catalog change for the hot path.
+
+The catalog holds each campaign's stored definition as the control plane published it.
+`compile_campaigns` turns the ones that may send into `LiveCampaign`s: the trigger's
+matchers, the delivery rules `decide` reads, the audience's segment evaluator, and an
+index by event name so that an event is matched only against the triggers it can start
+or cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from domain.delivery import CampaignRules
+from domain.lifecycle import CampaignState
+from domain.segments import SegmentEvaluator
+from domain.segments.state import Feature, features_of
+from domain.triggers import CompiledTrigger, compile_trigger
+from schemas.campaign import (
+    CampaignDelivery,
+    InlineSegmentAudience,
+    SavedSegmentAudience,
+    When,
+    Who,
+)
+from schemas.campaign_message import WhatSection
+from schemas.segment_rules import parse_segment_rule
+
+__all__ = ["LIVE_STATES", "CampaignSet", "LiveCampaign", "compile_campaigns"]
+
+logger = logging.getLogger(__name__)
+
+# States in which a published triggered campaign reacts to events. An edit waiting for
+# approval, or rejected, leaves the published version sending.
+LIVE_STATES = frozenset({"running", "pending_approval", "rejected"})
+
+_WHEN: TypeAdapter[Any] = TypeAdapter(When)
+_WHO: TypeAdapter[Any] = TypeAdapter(Who)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCampaign:
+    """One triggered campaign as the engine sends it."""
+
+    campaign_id: str
+    name: str
+    labels: tuple[str, ...]
+    trigger: CompiledTrigger
+    rules: CampaignRules
+    audience: SegmentEvaluator | None
+    start_at: datetime | None
+    end_at: datetime | None
+
+    def in_flight(self, at: datetime) -> bool:
+        """Tell whether `at` falls between the campaign's start and end."""
+        if self.start_at is not None and at < self.start_at:
+            return False
+        return self.end_at is None or at < self.end_at
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSet:
+    """The live campaigns, indexed for the hot path."""
+
+    by_id: dict[str, LiveCampaign] = field(default_factory=dict)
+    # Event name -> triggers whose start or cancel condition names that event.
+    by_event: dict[str, tuple[CompiledTrigger, ...]] = field(default_factory=dict)
+    inaction_ids: frozenset[str] = frozenset()
+    # Behaviour features that some audience reads; the engine counts only these.
+    features: tuple[Feature, ...] = ()
+
+    def triggers_for(self, event: str | None) -> tuple[CompiledTrigger, ...]:
+        return self.by_event.get(event, ()) if event else ()
+
+
+def compile_campaigns(
+    campaigns: Mapping[str, Mapping[str, Any]], segments: Mapping[str, Mapping[str, Any]]
+) -> CampaignSet:
+    """Compile every live triggered campaign of the catalog.
+
+    A campaign whose definition no longer parses, or whose saved segment is missing, is
+    left out with a warning rather than stopping the worker.
+    """
+    live: dict[str, LiveCampaign] = {}
+    for campaign_id, stored in sorted(campaigns.items()):
+        definition = stored.get("live_definition")
+        if not definition or stored.get("state") not in LIVE_STATES:
+            continue
+        try:
+            campaign = _compile_one(campaign_id, stored, definition, segments)
+        except (KeyError, ValueError, ValidationError) as error:
+            logger.warning("campaign skipped: %s", error, extra={"campaign_id": campaign_id})
+            continue
+        if campaign is not None:
+            live[campaign_id] = campaign
+    return _index(live)
+
+
+def _compile_one(
+    campaign_id: str,
+    stored: Mapping[str, Any],
+    definition: Mapping[str, Any],
+    segments: Mapping[str, Mapping[str, Any]],
+) -> LiveCampaign | None:
+    when = _WHEN.validate_python(definition["when"])
+    trigger = compile_trigger(campaign_id, when)
+    if trigger is None:
+        return None
+    timezone = stored.get("timezone") or "UTC"
+    delivery = CampaignDelivery.model_validate(definition["delivery"])
+    rules = CampaignRules(
+        campaign_id=campaign_id,
+        channel=definition["channel"],
+        # The published version keeps sending while an edit waits for approval.
+        state=CampaignState.RUNNING,
+        delivery=delivery,
+        what=WhatSection.model_validate(definition["what"]),
+        calendar=when.timezone,
+        cut_off=delivery.cutoff_local_time,
+    )
+    return LiveCampaign(
+        campaign_id=campaign_id,
+        name=definition.get("name") or stored.get("name") or campaign_id,
+        labels=tuple(definition.get("labels") or ()),
+        trigger=trigger,
+        rules=rules,
+        audience=_audience(_WHO.validate_python(definition["who"]), segments, timezone),
+        start_at=when.start_at,
+        end_at=when.end_at,
+    )
+
+
+def _audience(
+    who: Any, segments: Mapping[str, Mapping[str, Any]], timezone: str
+) -> SegmentEvaluator | None:
+    if isinstance(who, InlineSegmentAudience):
+        return SegmentEvaluator(parse_segment_rule(who.definition), timezone)
+    if isinstance(who, SavedSegmentAudience):
+        segment = segments.get(who.segment_id)
+        if segment is None:
+            raise KeyError(f"saved segment {who.segment_id!r} is not in the catalog")
+        return SegmentEvaluator(parse_segment_rule(segment["definition"]), timezone)
+    return None
+
+
+def _index(live: dict[str, LiveCampaign]) -> CampaignSet:
+    by_event: dict[str, list[CompiledTrigger]] = {}
+    features: dict[str, Feature] = {}
+    inaction: set[str] = set()
+    for campaign in live.values():
+        trigger = campaign.trigger
+        for name in _event_names(trigger):
+            by_event.setdefault(name, []).append(trigger)
+        if trigger.kind == "inaction":
+            inaction.add(campaign.campaign_id)
+        if campaign.audience is not None:
+            for feature in features_of(campaign.audience.rule):
+                features.setdefault(feature.key, feature)
+    return CampaignSet(
+        by_id=live,
+        by_event={name: tuple(triggers) for name, triggers in by_event.items()},
+        inaction_ids=frozenset(inaction),
+        features=tuple(features.values()),
+    )
+
+
+def _event_names(trigger: CompiledTrigger) -> list[str]:
+    names = [trigger.start_event]
+    if trigger.cancel_event is not None and trigger.cancel_event != trigger.start_event:
+        names.append(trigger.cancel_event)
+    return names

@@ -1,0 +1,437 @@
+"""The real-time engine in the worker: events in, send commands out, in Kafka transactions.
+
+Each poll of the events topic is processed by one `PartitionEngine` per assigned partition
+and its results are written in one Kafka transaction: the send commands to
+`sends.<channel>`, the Notification Sent and Not Sent events to `events`, the changed user
+states to the compacted state topic, and the consumed offsets. Either all of it becomes
+visible to `read_committed` consumers or none of it does, so a worker killed at any
+moment leaves no send command whose state change was lost, and the events it consumes
+again after a restart find their send ids in the ledger.
+
+Why not a Faust table: a Faust agent commits offsets and writes its changelog outside
+any transaction, so a crash between a send and its ledger entry would send twice on
+restart. The state topic is restored on assignment by reading the assigned partitions
+from the beginning, which is what Faust does without a local store.
+
+Control records: a record on the events topic whose header `herald-control` is `flush`
+(its value an empty array, which every other consumer reads as no events) makes the
+engine decide every pending send of that partition: `herald replay --flush` sends one
+per partition once a replay of history is written.
+
+Guarantee: every send id at most once on `sends.<channel>`, as long as one worker at a
+time owns a partition. NOTE: fencing uses a transactional id per worker, not per
+partition, so a worker that hangs past the session timeout while its partitions move
+could still commit one last transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from domain.delivery import AccountRules
+from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine
+from herald.config import HeraldSettings, KafkaSettings
+from schemas.delivery import AccountDeliverySettings
+from schemas.wire import decode_events, encode_events
+from streams.catalog import CampaignCatalog
+
+__all__ = [
+    "CONTROL_HEADER",
+    "FLUSH",
+    "EngineStats",
+    "StreamEngine",
+    "engine_rules",
+    "request_flush",
+]
+
+logger = logging.getLogger(__name__)
+
+CONTROL_HEADER = "herald-control"
+FLUSH = b"flush"
+_META_KEY = b"partition"
+_USER_PREFIX = "u:"
+_IDLE_TICK_S = 1.0
+_POLL_MS = 100
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters since start; read by the benchmark and the periodic log line."""
+
+    events: int = 0
+    sends: int = 0
+    transactions: int = 0
+    not_sent: Counter[str] = field(default_factory=Counter)
+
+
+def engine_rules(settings: HeraldSettings) -> EngineRules:
+    engine = settings.engine
+    delivery = AccountDeliverySettings(
+        frequency_caps=engine.frequency_caps, control_group_percent=engine.control_group_percent
+    )
+    return EngineRules(
+        account=AccountRules(engine.timezone, delivery),
+        max_lateness_us=int(engine.max_lateness_s * 1_000_000),
+        max_future_us=int(engine.max_future_s * 1_000_000),
+    )
+
+
+class StreamEngine(ConsumerRebalanceListener):
+    """Runs the engine over the events topic until cancelled."""
+
+    def __init__(
+        self, settings: HeraldSettings, catalog: CampaignCatalog, catalog_ready: asyncio.Event
+    ) -> None:
+        self._settings = settings
+        self._kafka = settings.kafka
+        self._rules = engine_rules(settings)
+        self._catalog = catalog
+        self._catalog_ready = catalog_ready
+        self._campaigns = CampaignSet()
+        self._catalog_version = -1
+        self._partitions: dict[int, PartitionEngine] = {}
+        self._last_record_s: dict[int, float] = {}
+        self._last_tick_s: dict[int, float] = {}
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.stats = EngineStats()
+
+    # Lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        engine = self._settings.engine
+        transactional_id = engine.transactional_id or (
+            f"{engine.group_id}-{socket.gethostname()}-{self._settings.worker_web_port}"
+        )
+        if not self._catalog_ready.is_set():
+            logger.info("engine waiting for the campaign catalog")
+            await self._catalog_ready.wait()
+        # Starting the producer first aborts a transaction that a killed predecessor with
+        # the same id left open; until then read_committed consumers could not pass it.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            max_request_size=8 * 1024 * 1024,
+            transaction_timeout_ms=int(engine.transaction_timeout_s * 1000),
+            client_id="herald-engine",
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            group_id=engine.group_id,
+            client_id="herald-engine",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._consumer.subscribe([self._kafka.events_topic], listener=self)
+        await self._consumer.start()
+        logger.info(
+            "engine started",
+            extra={"group_id": engine.group_id, "transactional_id": transactional_id},
+        )
+        try:
+            await self._loop()
+        finally:
+            await self._consumer.stop()
+            await self._producer.stop()
+            logger.info("engine stopped", extra={"events": self.stats.events})
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None, "run() started the consumer"
+        while True:
+            batches = await self._consumer.getmany(
+                timeout_ms=_POLL_MS, max_records=self._settings.engine.max_poll_records
+            )
+            async with self._lock:
+                await self._step(batches)
+
+    # Rebalance -------------------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Waiting for the lock lets the transaction in flight commit before the partitions
+        # go to another worker.
+        async with self._lock:
+            for tp in revoked:
+                self._partitions.pop(tp.partition, None)
+            if revoked:
+                logger.info(
+                    "engine partitions revoked",
+                    extra={"partitions": sorted(tp.partition for tp in revoked)},
+                )
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self._lock:
+            new = sorted(tp.partition for tp in assigned if tp.partition not in self._partitions)
+            if not new:
+                return
+            started_s = time.monotonic()
+            restored = await self._restore(new)
+            now_s = time.monotonic()
+            for partition in new:
+                users, meta = restored[partition]
+                self._partitions[partition] = PartitionEngine(partition, self._rules, users, meta)
+                self._last_record_s[partition] = now_s
+                self._last_tick_s[partition] = now_s
+            logger.info(
+                "engine partitions assigned",
+                extra={
+                    "partitions": new,
+                    "users": sum(len(users) for users, _ in restored.values()),
+                    "restore_ms": round((now_s - started_s) * 1000),
+                },
+            )
+
+    async def _restore(
+        self, partitions: list[int]
+    ) -> dict[int, tuple[dict[str, dict[str, Any]], dict[str, Any] | None]]:
+        """Read the assigned partitions of the state topic to their end."""
+        restored: dict[int, tuple[dict[str, dict[str, Any]], dict[str, Any] | None]] = {
+            partition: ({}, None) for partition in partitions
+        }
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="herald-engine-restore",
+        )
+        await reader.start()
+        try:
+            tps = [TopicPartition(self._kafka.engine_state_topic, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            while True:
+                behind = [tp for tp in tps if await reader.position(tp) < ends[tp]]
+                if not behind:
+                    break
+                batches = await reader.getmany(*behind, timeout_ms=500)
+                for tp, records in batches.items():
+                    users, meta = restored[tp.partition]
+                    for record in records:
+                        meta = _restore_record(users, record) or meta
+                    restored[tp.partition] = (users, meta)
+        finally:
+            await reader.stop()
+        return restored
+
+    # Processing ------------------------------------------------------------------------
+
+    async def _step(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        campaigns = self._current_campaigns()
+        now = datetime.now(UTC)
+        now_s = time.monotonic()
+        effects: dict[int, Effects] = {}
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            engine = self._partitions.get(tp.partition)
+            if engine is None or not records:
+                continue
+            effects[tp.partition] = self._process_records(engine, records, campaigns, now)
+            offsets[tp] = records[-1].offset + 1
+            self._last_record_s[tp.partition] = now_s
+            self._last_tick_s[tp.partition] = now_s
+        for partition, engine in self._partitions.items():
+            if partition not in effects:
+                idle = self._idle_advance(partition, engine, campaigns, now, now_s)
+                if idle is not None:
+                    effects[partition] = idle
+        if any(_worth_writing(e) for e in effects.values()) or offsets:
+            await self._commit(effects, offsets)
+
+    def _process_records(
+        self,
+        engine: PartitionEngine,
+        records: list[ConsumerRecord],
+        campaigns: CampaignSet,
+        now: datetime,
+    ) -> Effects:
+        total = Effects()
+        envelopes: list[dict[str, Any]] = []
+        for record in records:
+            if _is_flush(record):
+                _merge(total, engine.process(envelopes, campaigns, now))
+                envelopes = []
+                _merge(total, engine.flush(campaigns, now))
+                logger.info("engine flushed pending sends", extra={"partition": engine.partition})
+                continue
+            try:
+                envelopes.extend(decode_events(record.value))
+            except ValueError as error:
+                # The landing routes the same record to the rejected topic.
+                logger.warning(
+                    "engine skipped an undecodable record: %s",
+                    error,
+                    extra={"partition": record.partition, "offset": record.offset},
+                )
+        self.stats.events += len(envelopes)
+        _merge(total, engine.process(envelopes, campaigns, now))
+        return total
+
+    def _idle_advance(
+        self,
+        partition: int,
+        engine: PartitionEngine,
+        campaigns: CampaignSet,
+        now: datetime,
+        now_s: float,
+    ) -> Effects | None:
+        idle_s = self._settings.engine.idle_watermark_s
+        if engine.watermark_us is None or now_s - self._last_record_s[partition] < idle_s:
+            return None
+        step_s = now_s - self._last_tick_s[partition]
+        if step_s < _IDLE_TICK_S:
+            return None
+        self._last_tick_s[partition] = now_s
+        return engine.advance(engine.watermark_us + int(step_s * 1_000_000), campaigns, now)
+
+    def _current_campaigns(self) -> CampaignSet:
+        if self._catalog.version != self._catalog_version:
+            self._catalog_version = self._catalog.version
+            self._campaigns = self._catalog.live_campaigns()
+            logger.info(
+                "engine campaigns loaded",
+                extra={
+                    "campaigns": sorted(self._campaigns.by_id),
+                    "catalog_version": self._catalog_version,
+                },
+            )
+        return self._campaigns
+
+    async def _commit(
+        self, effects: dict[int, Effects], offsets: dict[TopicPartition, int]
+    ) -> None:
+        assert self._producer is not None, "run() started the producer"
+        producer = self._producer
+        pending: list[Any] = []
+        async with producer.transaction():
+            for partition, result in effects.items():
+                pending += await self._write(partition, result)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self._settings.engine.group_id)
+            await asyncio.gather(*pending)
+        self.stats.transactions += 1
+        for result in effects.values():
+            self.stats.sends += len(result.sends)
+            for (campaign_id, reason), count in result.reasons.items():
+                self.stats.not_sent[reason] += count
+                logger.debug(
+                    "not sent", extra={"campaign_id": campaign_id, "reason": reason, "count": count}
+                )
+
+    async def _write(self, partition: int, result: Effects) -> list[Any]:
+        assert self._producer is not None, "run() started the producer"
+        send = self._producer.send
+        futures = []
+        engine = self._partitions[partition]
+        for command in result.sends:
+            key = (command["user_id"] or command["anonymous_id"]).encode()
+            futures.append(
+                await send(
+                    self._kafka.sends_topic_prefix + command["channel"],
+                    key=key,
+                    value=orjson.dumps(command),
+                )
+            )
+        if result.events:
+            value = encode_events([orjson.dumps(event) for event in result.events])
+            futures.append(await send(self._kafka.events_topic, value=value, partition=partition))
+        state_topic = self._kafka.engine_state_topic
+        for key in result.changed:
+            state = engine.users.get(key)
+            value = orjson.dumps(state) if state is not None else None
+            futures.append(
+                await send(
+                    state_topic, key=(_USER_PREFIX + key).encode(), value=value, partition=partition
+                )
+            )
+        if result.meta_changed:
+            futures.append(
+                await send(
+                    state_topic,
+                    key=_META_KEY,
+                    value=orjson.dumps(engine.meta()),
+                    partition=partition,
+                )
+            )
+        return futures
+
+
+async def request_flush(kafka: KafkaSettings) -> int:
+    """Ask the engine to decide every pending send: one flush record per events partition.
+
+    Each record lands behind the events already written to its partition, so the engine
+    flushes only after it has processed them. Returns the number of partitions.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=int(kafka.request_timeout_s * 1000),
+        client_id="herald-flush",
+    )
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(kafka.events_topic))
+        futures = [
+            await producer.send(
+                kafka.events_topic,
+                value=b"[]",
+                partition=partition,
+                headers=[(CONTROL_HEADER, FLUSH)],
+            )
+            for partition in partitions
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(partitions)
+
+
+def _restore_record(
+    users: dict[str, dict[str, Any]], record: ConsumerRecord
+) -> dict[str, Any] | None:
+    """Apply one state record; return the partition record when it is one."""
+    if record.key == _META_KEY:
+        return orjson.loads(record.value) if record.value is not None else None
+    key = record.key.decode() if record.key else ""
+    if not key.startswith(_USER_PREFIX):
+        return None
+    user = key[len(_USER_PREFIX) :]
+    if record.value is None:
+        users.pop(user, None)
+    else:
+        users[user] = orjson.loads(record.value)
+    return None
+
+
+def _is_flush(record: ConsumerRecord) -> bool:
+    return any(name == CONTROL_HEADER and value == FLUSH for name, value in record.headers or ())
+
+
+def _merge(total: Effects, part: Effects) -> None:
+    total.sends += part.sends
+    total.events += part.events
+    total.changed |= part.changed
+    total.reasons.update(part.reasons)
+    total.meta_changed = total.meta_changed or part.meta_changed
+
+
+def _worth_writing(effects: Effects) -> bool:
+    return bool(effects.sends or effects.events or effects.changed or effects.meta_changed)

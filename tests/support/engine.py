@@ -1,0 +1,112 @@
+"""Helpers for tests of the engine: the example campaigns through the control plane, and
+the send commands read back from Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+from aiokafka import AIOKafkaConsumer
+
+from herald.config import KafkaSettings
+from streams.catalog import CampaignCatalog, follow_catalog
+from streams.topics import sends_topics
+from tests.support.stack import HeraldStack
+
+__all__ = ["bootstrap_admin", "publish_examples", "read_sends", "wait_for_live_campaigns"]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "campaigns"
+
+
+def bootstrap_admin(stack: HeraldStack) -> str:
+    """Create the stack's account and return its admin token."""
+    result = subprocess.run(
+        [sys.executable, "-m", "herald.cli", "users", "bootstrap", "--email", "admin@shop.test"],
+        cwd=stack.root,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def publish_examples(stack: HeraldStack, token: str) -> dict[str, str]:
+    """Create and publish the example campaigns; return campaign name -> id."""
+    client = httpx.Client(
+        base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    ids: dict[str, str] = {}
+    with client:
+        for path in sorted(EXAMPLES.glob("*.yaml")):
+            body = yaml.safe_load(path.read_text())
+            client.post("/labels", json={"names": body["labels"]}).raise_for_status()
+            created = client.post("/campaigns", json=body)
+            assert created.status_code == 201, created.text
+            campaign_id = created.json()["id"]
+            published = client.post(f"/campaigns/{campaign_id}/publish", json={})
+            assert published.status_code == 200, published.text
+            ids[body["name"]] = campaign_id
+    return ids
+
+
+def wait_for_live_campaigns(
+    kafka: KafkaSettings, campaign_ids: list[str], timeout_s: float = 30
+) -> None:
+    """Wait until the campaigns topic shows every campaign running."""
+
+    async def wait() -> None:
+        catalog = CampaignCatalog()
+        ready = asyncio.Event()
+        follower = asyncio.create_task(follow_catalog(kafka, catalog, ready))
+        try:
+            async with asyncio.timeout(timeout_s):
+                while set(campaign_ids) - set(catalog.live_campaigns().by_id):
+                    await asyncio.sleep(0.2)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+    asyncio.run(wait())
+
+
+def read_sends(
+    kafka: KafkaSettings, expected: int, timeout_s: float = 180, settle_s: float = 3.0
+) -> list[dict[str, Any]]:
+    """Read committed send commands of every channel until `expected` arrived and
+    `settle_s` passed without more, or until the timeout; return them in the order read."""
+
+    async def read() -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(
+            *sends_topics(kafka),
+            bootstrap_servers=kafka.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        commands: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    commands += [orjson.loads(record.value) for record in records]
+                    quiet_since = time.monotonic()
+                if len(commands) >= expected and time.monotonic() - quiet_since >= settle_s:
+                    break
+        finally:
+            await consumer.stop()
+        return commands
+
+    return asyncio.run(read())
