@@ -182,9 +182,13 @@ class PartitionEngine:
         for live traffic to close them.
         """
         effects = Effects()
-        keys = {key for _, key in self._due}
+        waiting = [
+            key
+            for key, state in self.users.items()
+            if state["triggers"]["pending"] or state["deferred"]
+        ]
         self._due.clear()
-        for key in sorted(keys):
+        for key in sorted(waiting):
             self._fire_due(key, _FAR_FUTURE_US, campaigns, now, effects)
         return effects
 
@@ -229,8 +233,10 @@ class PartitionEngine:
             self.rules.max_future_us,
         )
         state["triggers"] = trigger_state.to_json()
-        for _, _, fire_at_us in trigger_state.pending[pending_before:]:
-            heapq.heappush(self._due, (fire_at_us, key))
+        for campaign_id, _, fire_at_us in trigger_state.pending[pending_before:]:
+            # A window is due only once the watermark is past its end.
+            closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
+            heapq.heappush(self._due, (closes_us, key))
         for fire in fires:
             self._decide(
                 key,
@@ -266,21 +272,23 @@ class PartitionEngine:
         deferred = state["deferred"]
         due += [(at_us, cid, tid) for cid, tid, at_us in deferred if at_us <= watermark_us]
         if not due:
+            # Nothing can be due before the watermark moves again.
+            self._schedule(key, state, watermark_us + 1)
             return
         state["triggers"] = trigger_state.to_json()
         state["deferred"] = [item for item in deferred if item[2] > watermark_us]
         effects.changed.add(key)
         for at_us, campaign_id, trigger_id in sorted(due):
             self._decide(key, state, campaign_id, trigger_id, at_us, campaigns, now, effects)
-        self._schedule(key, state)
+        self._schedule(key, state, watermark_us + 1)
 
-    def _schedule(self, key: str, state: dict[str, Any]) -> None:
-        # Inaction windows are due one microsecond after their end, delayed and deferred
-        # sends at their time; a stale entry only costs a look at the user's state.
+    def _schedule(self, key: str, state: dict[str, Any], not_before_us: int = 0) -> None:
+        # The earliest time is enough: an entry popped too early, or stale, only costs a
+        # look at the user's state, which schedules the user again.
         times = [item[2] for item in state["triggers"]["pending"]]
         times += [item[2] for item in state["deferred"]]
         if times:
-            heapq.heappush(self._due, (min(times), key))
+            heapq.heappush(self._due, (max(min(times), not_before_us), key))
 
     # Decision --------------------------------------------------------------------------
 

@@ -1,0 +1,323 @@
+"""The partition engine driven directly: event-time rules, ledger, restore and controls."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from domain.delivery import in_control_group
+from domain.engine import (
+    NOT_SENT_EVENT,
+    SENT_EVENT,
+    CampaignSet,
+    EngineRules,
+    PartitionEngine,
+    compile_campaigns,
+    send_id_of,
+)
+from schemas.campaign import CampaignCreate
+from schemas.envelope import format_timestamp
+from tests.domain.engine.reference import (
+    ECOM_CSV,
+    catalog_entry,
+    ecom_envelopes_by_partition,
+    example_catalog,
+)
+from tests.e2e.reference_sends import predicted_sends
+
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+T0 = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
+NAMES = {
+    "abandoned_cart": "Abandoned cart",
+    "payment_problem": "Payment problem",
+    "welcome": "Welcome",
+}
+
+
+def _event(
+    user: str,
+    name: str,
+    at: datetime,
+    message_id: str | None = None,
+    received: datetime | None = None,
+    **properties: Any,
+) -> dict[str, Any]:
+    return {
+        "message_id": message_id or f"{user}-{name}-{at.isoformat()}",
+        "type": "track",
+        "event": name,
+        "user_id": user,
+        "anonymous_id": None,
+        "timestamp": format_timestamp(at),
+        "received_at": format_timestamp(received or at),
+        "properties": properties,
+        "traits": {},
+    }
+
+
+def _identify(user: str, at: datetime, **traits: Any) -> dict[str, Any]:
+    return {
+        **_event(user, "identify", at, f"{user}-identify-{at.isoformat()}"),
+        "type": "identify",
+        "event": None,
+        "traits": {
+            "email": f"{user}@example.com",
+            "phone": "+15550000001",
+            "push_token": f"push-{user}",
+            **traits,
+        },
+    }
+
+
+def _campaigns(**bodies: dict[str, Any]) -> CampaignSet:
+    return compile_campaigns(
+        {cid: catalog_entry(CampaignCreate.model_validate(body)) for cid, body in bodies.items()},
+        {},
+    )
+
+
+def _campaign(
+    when: dict[str, Any],
+    delivery: dict[str, Any] | None = None,
+    who: dict[str, Any] | None = None,
+    channel: str = "push",
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"channel": "push", "title": "Hi", "body": "Hello"}
+    if channel == "sms":
+        message = {"channel": "sms", "text": "Hello"}
+    return {
+        "name": "Test",
+        "channel": channel,
+        "labels": ["Tests"],
+        "who": who or {"type": "all_users"},
+        "what": {"variants": [{"name": "A", "weight": 100, "message": message}]},
+        "when": {**when, "timezone": "account"},
+        "delivery": delivery or {},
+    }
+
+
+PAYMENT = _campaign({"type": "event", "event": "payment_error"})
+CART = _campaign(
+    {
+        "type": "inaction",
+        "did": {"event": "add_to_cart"},
+        "did_not": {"event": "purchase"},
+        "within": "PT1H",
+    }
+)
+
+
+def _sent(effects_list: list[Any]) -> list[tuple[str, str, str]]:
+    return [(s["campaign_id"], s["user_id"], s["send_at"]) for e in effects_list for s in e.sends]
+
+
+# The reference dataset -----------------------------------------------------------------
+
+
+def test_example_campaigns_send_what_duckdb_predicts() -> None:
+    campaigns = compile_campaigns(example_catalog(), {})
+    got: dict[str, list[tuple[str, datetime]]] = {name: [] for name in NAMES.values()}
+    for partition, envelopes in ecom_envelopes_by_partition().items():
+        engine = PartitionEngine(partition, EngineRules())
+        for effects in (engine.process(envelopes, campaigns, NOW), engine.flush(campaigns, NOW)):
+            for send in effects.sends:
+                got[NAMES[send["campaign_id"]]].append(
+                    (send["user_id"], datetime.fromisoformat(send["send_at"]))
+                )
+    expected = predicted_sends(ECOM_CSV)
+    for name, sends in expected.items():
+        assert sorted(got[name]) == sends, name
+
+
+@pytest.mark.parametrize("cut", [1, 2_000, 4_321, 7_000])
+def test_restored_state_continues_as_if_never_stopped(cut: int) -> None:
+    campaigns = compile_campaigns(example_catalog(), {})
+    envelopes = ecom_envelopes_by_partition()[0]
+
+    whole = PartitionEngine(0, EngineRules())
+    expected = _sent([whole.process(envelopes, campaigns, NOW), whole.flush(campaigns, NOW)])
+
+    first = PartitionEngine(0, EngineRules())
+    before = first.process(envelopes[:cut], campaigns, NOW)
+    users = {key: orjson.loads(orjson.dumps(state)) for key, state in first.users.items()}
+    meta = orjson.loads(orjson.dumps(first.meta()))
+    second = PartitionEngine(0, EngineRules(), users, meta)
+    # The events just before the cut come again, as after a client retry.
+    after = second.process(envelopes[max(0, cut - 50) :], campaigns, NOW)
+    assert _sent([before, after, second.flush(campaigns, NOW)]) == expected
+
+
+# Event time ----------------------------------------------------------------------------
+
+
+def test_copy_of_a_triggering_event_sends_once() -> None:
+    campaigns = _campaigns(payment=PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    error = _event("u1", "payment_error", T0, "m1")
+    effects = engine.process([_identify("u1", T0), error, error], campaigns, NOW)
+    assert [s["send_id"] for s in effects.sends] == [send_id_of("payment", "m1", "u1")]
+
+
+def test_event_from_a_clock_ahead_neither_triggers_nor_moves_the_watermark() -> None:
+    campaigns = _campaigns(payment=PAYMENT, cart=CART)
+    engine = PartitionEngine(0, EngineRules())
+    engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
+    ahead = _event("u2", "payment_error", T0 + timedelta(hours=5), received=T0)
+    effects = engine.process([_identify("u2", T0), ahead], campaigns, NOW)
+    assert effects.sends == []
+    assert engine.watermark_us == engine.meta()["watermark_us"]
+    assert datetime.fromtimestamp(engine.watermark_us / 1e6, UTC) == T0
+
+
+def test_late_event_does_not_trigger_but_cancels() -> None:
+    campaigns = _campaigns(payment=PAYMENT, cart=CART)
+    engine = PartitionEngine(0, EngineRules())
+    engine.process(
+        [_identify("u1", T0), _event("u1", "add_to_cart", T0 + timedelta(minutes=30))],
+        campaigns,
+        NOW,
+    )
+    engine.process([_event("u2", "home", T0 + timedelta(hours=3))], campaigns, NOW)
+    late = [
+        _event("u1", "payment_error", T0 - timedelta(seconds=1)),
+        _event("u1", "purchase", T0 + timedelta(minutes=31)),
+    ]
+    effects = engine.process(late, campaigns, NOW)
+    assert effects.sends == []
+    assert _sent([engine.flush(campaigns, NOW)]) == []
+
+
+@pytest.mark.parametrize("restored", [False, True])
+def test_watermark_closes_an_inaction_window_only_after_its_end(restored: bool) -> None:
+    campaigns = _campaigns(cart=CART)
+    engine = PartitionEngine(0, EngineRules())
+    engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
+    if restored:
+        engine = PartitionEngine(0, EngineRules(), engine.users, engine.meta())
+    end_us = engine.watermark_us + 3600 * 1_000_000
+    assert engine.advance(end_us, campaigns, NOW).sends == []
+    [send] = engine.advance(end_us + 1, campaigns, NOW).sends
+    assert send["send_at"] == format_timestamp(T0 + timedelta(hours=1))
+
+
+def test_stopped_campaign_drops_its_open_windows() -> None:
+    engine = PartitionEngine(0, EngineRules())
+    engine.process(
+        [_identify("u1", T0), _event("u1", "add_to_cart", T0)], _campaigns(cart=CART), NOW
+    )
+    assert engine.flush(CampaignSet(), NOW).sends == []
+
+
+# Delivery controls through the engine --------------------------------------------------
+
+
+def test_quiet_hours_defer_to_their_end_in_the_users_zone() -> None:
+    quiet = {
+        "windows": [
+            {
+                "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "start": "22:00",
+                "end": "08:00",
+            }
+        ],
+        "action": "defer",
+    }
+    campaigns = _campaigns(
+        payment=_campaign({"type": "event", "event": "payment_error"}, {"quiet_hours": quiet})
+    )
+    engine = PartitionEngine(0, EngineRules())
+    # 2024-03-10 03:30 UTC is 23:30 in New York, the night clocks move forward.
+    at = datetime(2024, 3, 10, 3, 30, tzinfo=UTC)
+    effects = engine.process(
+        [_identify("u1", at, Tz="America/New_York"), _event("u1", "payment_error", at)],
+        campaigns,
+        NOW,
+    )
+    assert effects.sends == []
+    # 08:00 EDT on 2024-03-10 is 12:00 UTC.
+    opens = datetime(2024, 3, 10, 12, tzinfo=UTC)
+    assert engine.advance(_us(opens) - 1, campaigns, NOW).sends == []
+    [send] = engine.advance(_us(opens), campaigns, NOW).sends
+    assert send["send_at"] == format_timestamp(opens)
+
+
+def test_control_group_is_recorded_not_sent() -> None:
+    campaigns = _campaigns(
+        payment=_campaign(
+            {"type": "event", "event": "payment_error"}, {"control_group_percent": 20}
+        )
+    )
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n}" for n in range(500)]
+    envelopes = [
+        e for user in users for e in (_identify(user, T0), _event(user, "payment_error", T0))
+    ]
+    effects = engine.process(envelopes, campaigns, NOW)
+    held = [user for user in users if in_control_group(20, "payment", user)]
+    assert len(effects.sends) == 500 - len(held)
+    not_sent = [e for e in effects.events if e["event"] == NOT_SENT_EVENT]
+    assert sorted(e["user_id"] for e in not_sent) == sorted(held)
+    assert {e["properties"]["reason"] for e in not_sent} == {"control_group"}
+    assert effects.reasons == Counter({("payment", "control_group"): len(held)})
+
+
+def test_unreachable_user_is_counted_not_sent() -> None:
+    campaigns = _campaigns(
+        payment=_campaign({"type": "event", "event": "payment_error"}, channel="sms")
+    )
+    engine = PartitionEngine(0, EngineRules())
+    effects = engine.process([_event("u1", "payment_error", T0)], campaigns, NOW)
+    assert effects.sends == []
+    assert effects.reasons == Counter({("payment", "not_reachable"): 1})
+
+
+def test_segment_audience_limits_who_is_sent() -> None:
+    buyers = {
+        "type": "inline_segment",
+        "definition": {
+            "type": "event",
+            "event": "purchase",
+            "window": {"type": "last_days", "days": 30},
+        },
+    }
+    campaigns = _campaigns(
+        payment=_campaign({"type": "event", "event": "payment_error"}, who=buyers)
+    )
+    engine = PartitionEngine(0, EngineRules())
+    envelopes = [
+        _identify("buyer", T0),
+        _event("buyer", "purchase", T0),
+        _identify("browser", T0),
+        _event("browser", "home", T0),
+        _event("buyer", "payment_error", T0 + timedelta(minutes=1)),
+        _event("browser", "payment_error", T0 + timedelta(minutes=1)),
+    ]
+    effects = engine.process(envelopes, campaigns, NOW)
+    assert [s["user_id"] for s in effects.sends] == ["buyer"]
+
+
+def test_sent_event_carries_campaign_variant_channel_and_labels() -> None:
+    engine = PartitionEngine(0, EngineRules())
+    effects = engine.process(
+        [_identify("u1", T0), _event("u1", "payment_error", T0, "m1")],
+        _campaigns(payment=PAYMENT),
+        NOW,
+    )
+    [event] = effects.events
+    assert event["event"] == SENT_EVENT
+    assert event["message_id"] == effects.sends[0]["send_id"]
+    assert (event["campaign_id"], event["variant"], event["channel"], event["labels"]) == (
+        "payment",
+        "A",
+        "push",
+        ["Tests"],
+    )
+    assert event["timestamp"] == format_timestamp(T0)
+
+
+def _us(at: datetime) -> int:
+    return int(at.timestamp()) * 1_000_000
