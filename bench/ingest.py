@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,7 +51,7 @@ from bench.broker import bench_kafka, delete_prefixed_topics, require_loopback, 
 from bench.consumers import landing_settings, measure_prefilled, profile_landing
 from bench.end_to_end import measure_end_to_end
 from bench.events import Workload, envelopes_of, synthetic_messages
-from bench.measurement import Measurement, console
+from bench.measurement import Measurement, console, cpu_model, load_average, package_versions
 from herald.config import HeraldSettings, KafkaSettings
 from herald.logs import configure_logging
 from herald.runtime import tune_garbage_collector
@@ -66,24 +64,7 @@ _SIZE_SAMPLE_EVENTS = 1_000
 
 def _versions() -> str:
     packages = ("aiokafka", "faust-streaming", "duckdb", "pyarrow", "orjson", "fastapi", "uvicorn")
-    installed = ", ".join(f"{name} {version(name)}" for name in packages)
-    return f"Python {sys.version.split()[0]}, {installed}"
-
-
-def _load_average() -> str:
-    # Other programs on the machine take CPU from every measurement; the load shows it.
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+    return package_versions(packages)
 
 
 def _median_size(items: Iterable[dict[str, Any]]) -> int:
@@ -164,7 +145,7 @@ def main(
     partition_count = partitions or settings.kafka.partitions
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
 
-    console.print(f"{_versions()}\n{os.cpu_count()} CPUs, {_cpu_model()}; {_load_average()}")
+    console.print(f"{_versions()}\n{os.cpu_count()} CPUs, {cpu_model()}; {load_average()}")
     with (
         running_broker(settings, bootstrap) as address,
         tempfile.TemporaryDirectory(prefix="herald-bench-") as temporary,
@@ -192,7 +173,7 @@ def main(
             deleted = asyncio.run(delete_prefixed_topics(kafka, prefix))
             console.print(f"Deleted {len(deleted)} topics")
     Console(width=160).print(_results_table(results))
-    print(f"At the end: {_load_average()}")
+    print(f"At the end: {load_average()}")
     _print_ratios(results)
 
 

@@ -1,10 +1,15 @@
-"""The result type, error, console and progress bar that every ingest measurement shares."""
+"""The result type, error, console, progress bar and machine description that every
+measurement shares."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -63,3 +68,25 @@ def progress_bar(description: str, total: int) -> Iterator[Any]:
 def timeout_s(events: int) -> float:
     # Generous: a run slower than 2,000 events/s is broken rather than slow.
     return 60.0 + events / 2_000
+
+
+def package_versions(packages: Iterable[str]) -> str:
+    """Return the Python version and the installed version of each package."""
+    installed = ", ".join(f"{name} {version(name)}" for name in packages)
+    return f"Python {sys.version.split()[0]}, {installed}"
+
+
+def load_average() -> str:
+    # Other programs on the machine take CPU from every measurement; the load shows it.
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

@@ -37,6 +37,8 @@ class KafkaSettings(BaseModel, frozen=True):
     sends_topic_prefix: str = "sends."
     # The engine's per-user state, compacted; it has the events topic's partitions.
     engine_state_topic: str = "engine.state"
+    # Members of scheduled runs, each in the partition of its user.
+    engine_runs_topic: str = "engine.runs"
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
@@ -113,6 +115,8 @@ class EngineSettings(BaseModel, frozen=True):
     frequency_caps: GlobalFrequencyCaps = GlobalFrequencyCaps()
     control_group_percent: int | None = Field(default=None, ge=2, le=5)
     max_poll_records: int = Field(default=500, gt=0)
+    # How often the leader worker looks for due runs of scheduled campaigns.
+    scheduler_interval_s: float = Field(default=10.0, gt=0)
     transaction_timeout_s: float = Field(default=20.0, ge=1)
 
 

@@ -85,6 +85,7 @@ class NotSentReason(StrEnum):
 
     CAMPAIGN_STOPPED = "campaign_stopped"
     CUT_OFF = "cut_off"
+    MISSED_LOCAL_TIME = "missed_local_time"
     UNSUBSCRIBED = "unsubscribed"
     NOT_REACHABLE = "not_reachable"
     GLOBAL_CAP = "global_cap"

@@ -60,17 +60,19 @@ class CampaignCatalog:
         table[resource_id] = record["definition"]
 
     def live_campaigns(self) -> CampaignSet:
-        """Compile the triggered campaigns that may send now, indexed for the engine.
+        """Compile the campaigns that may send now, indexed for the engine.
 
         A campaign counts when it was published (it has a `live_definition`) and its state
-        is live; a stopped or completed one does not. A definition that does not parse is
+        allows sending: a triggered one while live, a scheduled one in any published
+        state, for the runs the scheduler starts. A definition that does not parse is
         skipped with a warning rather than stopping the worker.
         """
         return compile_campaigns(self.campaigns, self.segments)
 
     def live_triggers(self) -> list[CompiledTrigger]:
         """Return the triggers of `live_campaigns`, in campaign id order."""
-        return [campaign.trigger for campaign in self.live_campaigns().by_id.values()]
+        campaigns = self.live_campaigns().by_id.values()
+        return [campaign.trigger for campaign in campaigns if campaign.trigger is not None]
 
 
 async def follow_catalog(

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
 from domain.delivery import AccountRules
@@ -134,13 +135,17 @@ class StreamEngine(ConsumerRebalanceListener):
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             group_id=engine.group_id,
+            # Range assignment gives one worker the same partition of both topics, so a
+            # run's members meet the state of their users.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             client_id="herald-engine",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-        self._consumer.subscribe([self._kafka.events_topic], listener=self)
+        topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
+        self._consumer.subscribe(topics, listener=self)
         await self._consumer.start()
         logger.info(
             "engine started",
@@ -243,7 +248,11 @@ class StreamEngine(ConsumerRebalanceListener):
             engine = self._partitions.get(tp.partition)
             if engine is None or not records:
                 continue
-            effects[tp.partition] = self._process_records(engine, records, campaigns, now)
+            if tp.topic == self._kafka.engine_runs_topic:
+                result = self._process_runs(engine, records, campaigns, now)
+            else:
+                result = self._process_records(engine, records, campaigns, now)
+            _merge(effects.setdefault(tp.partition, Effects()), result)
             offsets[tp] = records[-1].offset + 1
             self._last_record_s[tp.partition] = now_s
             self._last_tick_s[tp.partition] = now_s
@@ -282,6 +291,26 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
         self.stats.events += len(envelopes)
         _merge(total, engine.process(envelopes, campaigns, now))
+        return total
+
+    def _process_runs(
+        self,
+        engine: PartitionEngine,
+        records: list[ConsumerRecord],
+        campaigns: CampaignSet,
+        now: datetime,
+    ) -> Effects:
+        total = Effects()
+        for record in records:
+            try:
+                request = orjson.loads(record.value)
+                _merge(total, engine.run(request, campaigns, now))
+            except (ValueError, KeyError, TypeError) as error:
+                logger.error(
+                    "engine skipped a run request it cannot read: %s",
+                    error,
+                    extra={"partition": record.partition, "offset": record.offset},
+                )
         return total
 
     def _idle_advance(

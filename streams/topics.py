@@ -68,6 +68,7 @@ def herald_topics(kafka: KafkaSettings) -> tuple[TopicSpec, ...]:
         TopicSpec(kafka.rejected_topic, 1),
         TopicSpec(kafka.campaigns_topic, 1, {"cleanup.policy": "compact"}),
         TopicSpec(kafka.engine_state_topic, kafka.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(kafka.engine_runs_topic, kafka.partitions),
         *(TopicSpec(name, kafka.partitions) for name in sends_topics(kafka)),
     )
 

@@ -56,6 +56,7 @@ def unique_topics(kafka_settings: KafkaSettings) -> Iterator[Callable[..., Kafka
                 "campaigns_topic": f"{prefix}.campaigns",
                 "sends_topic_prefix": f"{prefix}.sends.",
                 "engine_state_topic": f"{prefix}.engine.state",
+                "engine_runs_topic": f"{prefix}.engine.runs",
                 "partitions": partitions or kafka_settings.partitions,
             }
         )

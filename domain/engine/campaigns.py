@@ -23,6 +23,7 @@ from domain.segments import SegmentEvaluator
 from domain.segments.state import Feature, features_of
 from domain.triggers import CompiledTrigger, compile_trigger
 from schemas.campaign import (
+    TRIGGERED_TYPES,
     CampaignDelivery,
     InlineSegmentAudience,
     SavedSegmentAudience,
@@ -32,13 +33,16 @@ from schemas.campaign import (
 from schemas.campaign_message import WhatSection
 from schemas.segment_rules import parse_segment_rule
 
-__all__ = ["LIVE_STATES", "CampaignSet", "LiveCampaign", "compile_campaigns"]
+__all__ = ["LIVE_STATES", "SCHEDULED_STATES", "CampaignSet", "LiveCampaign", "compile_campaigns"]
 
 logger = logging.getLogger(__name__)
 
 # States in which a published triggered campaign reacts to events. An edit waiting for
 # approval, or rejected, leaves the published version sending.
 LIVE_STATES = frozenset({"running", "pending_approval", "rejected"})
+# A scheduled campaign is sent by runs that the scheduler starts, so every published state
+# counts: a completed one still sends the messages its last run deferred (quiet hours).
+SCHEDULED_STATES = LIVE_STATES | {"scheduled", "awaiting_next_run", "completed"}
 
 _WHEN: TypeAdapter[Any] = TypeAdapter(When)
 _WHO: TypeAdapter[Any] = TypeAdapter(Who)
@@ -46,12 +50,13 @@ _WHO: TypeAdapter[Any] = TypeAdapter(Who)
 
 @dataclass(frozen=True, slots=True)
 class LiveCampaign:
-    """One triggered campaign as the engine sends it."""
+    """One campaign as the engine sends it: triggered (`trigger`) or sent by runs."""
 
     campaign_id: str
     name: str
     labels: tuple[str, ...]
-    trigger: CompiledTrigger
+    trigger: CompiledTrigger | None
+    when: Any
     rules: CampaignRules
     audience: SegmentEvaluator | None
     start_at: datetime | None
@@ -90,7 +95,7 @@ def compile_campaigns(
     live: dict[str, LiveCampaign] = {}
     for campaign_id, stored in sorted(campaigns.items()):
         definition = stored.get("live_definition")
-        if not definition or stored.get("state") not in LIVE_STATES:
+        if not definition or stored.get("state") not in SCHEDULED_STATES:
             continue
         try:
             campaign = _compile_one(campaign_id, stored, definition, segments)
@@ -110,7 +115,9 @@ def _compile_one(
 ) -> LiveCampaign | None:
     when = _WHEN.validate_python(definition["when"])
     trigger = compile_trigger(campaign_id, when)
-    if trigger is None:
+    triggered = when.type in TRIGGERED_TYPES
+    if triggered and (trigger is None or stored.get("state") not in LIVE_STATES):
+        # NOTE: date-property triggers are not sent yet.
         return None
     timezone = stored.get("timezone") or "UTC"
     delivery = CampaignDelivery.model_validate(definition["delivery"])
@@ -129,6 +136,7 @@ def _compile_one(
         name=definition.get("name") or stored.get("name") or campaign_id,
         labels=tuple(definition.get("labels") or ()),
         trigger=trigger,
+        when=when,
         rules=rules,
         audience=_audience(_WHO.validate_python(definition["who"]), segments, timezone),
         start_at=when.start_at,
@@ -154,14 +162,16 @@ def _index(live: dict[str, LiveCampaign]) -> CampaignSet:
     features: dict[str, Feature] = {}
     inaction: set[str] = set()
     for campaign in live.values():
+        if campaign.audience is not None:
+            for feature in features_of(campaign.audience.rule):
+                features.setdefault(feature.key, feature)
         trigger = campaign.trigger
+        if trigger is None:
+            continue
         for name in _event_names(trigger):
             by_event.setdefault(name, []).append(trigger)
         if trigger.kind == "inaction":
             inaction.add(campaign.campaign_id)
-        if campaign.audience is not None:
-            for feature in features_of(campaign.audience.rule):
-                features.setdefault(feature.key, feature)
     return CampaignSet(
         by_id=live,
         by_event={name: tuple(triggers) for name, triggers in by_event.items()},

@@ -7,8 +7,9 @@ Per user, the state is one JSON object:
 
     {"profile":   the profile as `domain.profiles` keeps it,
      "triggers":  `TriggerState` (delayed sends and open inaction windows),
-     "deferred":  [[campaign id, trigger id, send at µs], …] held back by quiet hours
-                  or the throttle, decided again at that time,
+     "deferred":  [[campaign id, occasion, send at µs, run id or null], …] held back
+                  by quiet hours, the throttle or a user's local run time, decided
+                  again at that time,
      "history":   `UserSendHistory` for caps,
      "behaviour": segment behaviour state, for the features live audiences read,
      "ledger":    {send id: epoch second decided}, every send id already decided}
@@ -25,7 +26,13 @@ Time rules:
 - An event triggers only if its time lies within [watermark - max_lateness_us,
   watermark + max_future_us]; outside, it still updates the profile and cancels windows.
 
-Send ids: BLAKE2b of campaign, trigger event id (or run id) and user. Each decided id goes
+Scheduled runs: the scheduler writes the members of a run's audience to the runs topic,
+in the partition of each user, and `run` decides each one with the same controls. With
+delivery in the user's time zone, a user whose local send time is still ahead waits in
+`deferred`; one whose local time has passed gets the next day's, or nothing, as the
+campaign's `missed_local_time` says.
+
+Send ids: BLAKE2b of campaign, occasion (the trigger event's id, or the run id) and user. Each decided id goes
 into the user's ledger, so an event processed twice, after a crash or as a copy, never
 issues a second command.
 """
@@ -37,7 +44,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.delivery import (
@@ -49,6 +56,7 @@ from domain.delivery import (
     record_decision,
 )
 from domain.delivery.channels import CONTACT_TRAITS
+from domain.delivery.clock import local_instant, resolve_zone
 from domain.delivery.state import HISTORY_HORIZON_S
 from domain.engine.campaigns import CampaignSet, LiveCampaign
 from domain.errors import InvalidValue
@@ -73,6 +81,7 @@ __all__ = [
     "Effects",
     "EngineRules",
     "PartitionEngine",
+    "local_run_time",
     "send_id_of",
 ]
 
@@ -192,6 +201,45 @@ class PartitionEngine:
             self._fire_due(key, _FAR_FUTURE_US, campaigns, now, effects)
         return effects
 
+    def run(self, request: dict[str, Any], campaigns: CampaignSet, now: datetime) -> Effects:
+        """Decide the sends of one run request: `campaign_id`, `run_id`, `run_at` (ISO) and
+        the keys of the `users` in this partition that the run's audience selected."""
+        effects = Effects()
+        campaign = campaigns.by_id.get(request["campaign_id"])
+        if campaign is None:
+            # Stopped since the scheduler wrote the request: the run sends nothing more.
+            return effects
+        run_id = request["run_id"]
+        run_at = datetime.fromisoformat(request["run_at"])
+        run_at_us = _micros(run_at)
+        for key in request["users"]:
+            state = self.users.get(key)
+            if state is None:
+                # The landed profile is ahead of this engine's state: the user's events
+                # have not reached it. NOTE: such users are not sent to by this run.
+                effects.reasons[(campaign.campaign_id, NotSentReason.NOT_REACHABLE.value)] += 1
+                continue
+            at = local_run_time(campaign, run_at, state["profile"]["traits"], self.rules.account)
+            if at is None:
+                decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.MISSED_LOCAL_TIME)
+                send_id = send_id_of(campaign.campaign_id, run_id, key)
+                if send_id not in state["ledger"]:
+                    _remember(state["ledger"], send_id, run_at_us // 1_000_000)
+                    source = {"run_id": run_id}
+                    self._not_sent(campaign, state, send_id, run_at, now, decision, source, effects)
+                    effects.changed.add(key)
+                continue
+            at_us = _micros(at)
+            if at_us > run_at_us:
+                state["deferred"].append([campaign.campaign_id, run_id, at_us, run_id])
+                heapq.heappush(self._due, (at_us, key))
+                effects.changed.add(key)
+                continue
+            self._decide(
+                key, state, campaign.campaign_id, run_id, at_us, campaigns, now, effects, run_id
+            )
+        return effects
+
     # Event path ------------------------------------------------------------------------
 
     def _process_one(
@@ -266,11 +314,15 @@ class PartitionEngine:
             return
         trigger_state = TriggerState.from_json(state["triggers"])
         due = [
-            (fire.fire_at_us, fire.campaign_id, fire.trigger_id)
+            (fire.fire_at_us, fire.campaign_id, fire.trigger_id, None)
             for fire in due_fires(trigger_state, key, watermark_us, campaigns.inaction_ids)
         ]
         deferred = state["deferred"]
-        due += [(at_us, cid, tid) for cid, tid, at_us in deferred if at_us <= watermark_us]
+        due += [
+            (item[2], item[0], item[1], item[3] if len(item) > 3 else None)
+            for item in deferred
+            if item[2] <= watermark_us
+        ]
         if not due:
             # Nothing can be due before the watermark moves again.
             self._schedule(key, state, watermark_us + 1)
@@ -278,8 +330,8 @@ class PartitionEngine:
         state["triggers"] = trigger_state.to_json()
         state["deferred"] = [item for item in deferred if item[2] > watermark_us]
         effects.changed.add(key)
-        for at_us, campaign_id, trigger_id in sorted(due):
-            self._decide(key, state, campaign_id, trigger_id, at_us, campaigns, now, effects)
+        for at_us, campaign_id, occasion, run_id in sorted(due, key=lambda item: item[:3]):
+            self._decide(key, state, campaign_id, occasion, at_us, campaigns, now, effects, run_id)
         self._schedule(key, state, watermark_us + 1)
 
     def _schedule(self, key: str, state: dict[str, Any], not_before_us: int = 0) -> None:
@@ -297,11 +349,12 @@ class PartitionEngine:
         key: str,
         state: dict[str, Any],
         campaign_id: str,
-        trigger_id: str,
+        occasion: str,
         at_us: int,
         campaigns: CampaignSet,
         now: datetime,
         effects: Effects,
+        run_id: str | None = None,
     ) -> None:
         campaign = campaigns.by_id.get(campaign_id)
         if campaign is None:
@@ -310,7 +363,7 @@ class PartitionEngine:
         at = datetime.fromtimestamp(at_us / 1_000_000, UTC).replace(microsecond=at_us % 1_000_000)
         if not campaign.in_flight(at):
             return
-        send_id = send_id_of(campaign_id, trigger_id, key)
+        send_id = send_id_of(campaign_id, occasion, key)
         ledger = state["ledger"]
         if send_id in ledger:
             return
@@ -320,7 +373,7 @@ class PartitionEngine:
         ):
             return
         candidate = SendCandidate(
-            user_id=key, at=at, traits=traits, timezone=_text(traits.get("Tz"))
+            user_id=key, at=at, traits=traits, timezone=_text(traits.get("Tz")), run_id=run_id
         )
         counters = self.counters.get(campaign_id) or new_campaign_counters()
         try:
@@ -334,29 +387,14 @@ class PartitionEngine:
         effects.changed.add(key)
         if decision.outcome is DeliveryOutcome.DEFER:
             assert decision.send_at is not None, "a deferral carries its time"
-            state["deferred"].append([campaign_id, trigger_id, _micros(decision.send_at)])
+            state["deferred"].append([campaign_id, occasion, _micros(decision.send_at), run_id])
             heapq.heappush(self._due, (_micros(decision.send_at), key))
             return
         _remember(ledger, send_id, at_us // 1_000_000)
+        source = {"trigger_id": occasion} if run_id is None else {"run_id": run_id}
         if decision.outcome is DeliveryOutcome.SKIP:
             assert decision.reason is not None, "a skip carries its reason"
-            effects.reasons[(campaign_id, decision.reason.value)] += 1
-            effects.events.append(
-                _notification(
-                    NOT_SENT_EVENT,
-                    send_id,
-                    campaign,
-                    state,
-                    at,
-                    now,
-                    None,
-                    {
-                        "reason": decision.reason.value,
-                        "detail": decision.detail,
-                        "trigger_id": trigger_id,
-                    },
-                )
-            )
+            self._not_sent(campaign, state, send_id, at, now, decision, source, effects)
             return
         history, counters = record_decision(
             decision, candidate, campaign.rules, self.rules.account, state["history"], counters
@@ -364,19 +402,57 @@ class PartitionEngine:
         state["history"] = history
         self.counters[campaign_id] = counters
         effects.meta_changed = True
-        effects.sends.append(_command(send_id, campaign, state, decision, trigger_id))
+        effects.sends.append(_command(send_id, campaign, state, decision, source))
         effects.events.append(
-            _notification(
-                SENT_EVENT,
-                send_id,
-                campaign,
-                state,
-                at,
-                now,
-                decision.variant,
-                {"trigger_id": trigger_id},
-            )
+            _notification(SENT_EVENT, send_id, campaign, state, at, now, decision.variant, source)
         )
+
+    def _not_sent(
+        self,
+        campaign: LiveCampaign,
+        state: dict[str, Any],
+        send_id: str,
+        at: datetime,
+        now: datetime,
+        decision: Decision,
+        source: dict[str, str],
+        effects: Effects,
+    ) -> None:
+        assert decision.reason is not None, "a skip carries its reason"
+        effects.reasons[(campaign.campaign_id, decision.reason.value)] += 1
+        properties = {"reason": decision.reason.value, "detail": decision.detail, **source}
+        effects.events.append(
+            _notification(NOT_SENT_EVENT, send_id, campaign, state, at, now, None, properties)
+        )
+
+
+def local_run_time(
+    campaign: LiveCampaign, run_at: datetime, traits: dict[str, Any], account: AccountRules
+) -> datetime | None:
+    """Return when a run started at `run_at` sends to one user, or None to skip them.
+
+    With delivery in the account's time zone, that is `run_at`. In the user's zone, it is
+    the run's local time of day on the run's local date, in the user's zone (trait `Tz`,
+    else the account's); if that moment has already passed, the next day's, or None when
+    the campaign drops missed users. Local times that a daylight-saving change skips or
+    repeats follow `domain.delivery.clock.local_instant`.
+    """
+    when = campaign.when
+    if getattr(when, "timezone", "account") != "user":
+        return run_at
+    account_zone = account.zone
+    wall = getattr(when, "local_time", None)
+    if wall is None:
+        scheduled = getattr(when, "at", None) or run_at
+        wall = scheduled.astimezone(account_zone).time()
+    zone = resolve_zone(_text(traits.get("Tz")), account_zone)
+    day = run_at.astimezone(account_zone).date()
+    at = local_instant(day, wall, zone)
+    if at >= run_at:
+        return at
+    if campaign.rules.delivery.missed_local_time == "drop":
+        return None
+    return local_instant(day + timedelta(days=1), wall, zone)
 
 
 def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
@@ -404,7 +480,7 @@ def _command(
     campaign: LiveCampaign,
     state: dict[str, Any],
     decision: Decision,
-    trigger_id: str,
+    source: dict[str, str],
 ) -> dict[str, Any]:
     profile = state["profile"]
     traits = profile["traits"]
@@ -420,8 +496,8 @@ def _command(
         "user_id": profile["user_id"],
         "anonymous_id": profile["anonymous_id"],
         "send_at": format_timestamp(decision.send_at),
-        "trigger_id": trigger_id,
-        "run_id": None,
+        "trigger_id": source.get("trigger_id"),
+        "run_id": source.get("run_id"),
         "contact": {
             name: traits[name] for name in CONTACT_TRAITS.get(channel, ()) if name in traits
         },

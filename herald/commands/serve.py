@@ -19,6 +19,7 @@ from streams.app import create_faust_app
 from streams.catalog import CampaignCatalog, follow_catalog
 from streams.engine import StreamEngine
 from streams.profiles import install_profiles
+from streams.scheduler import RunScheduler
 from streams.topics import TopicAdminError, ensure_topics, herald_topics
 
 __all__ = ["api", "worker"]
@@ -62,6 +63,16 @@ def build_worker_app(
         @app.task
         async def run_engine() -> None:
             await _with_restarts("engine", StreamEngine(settings, catalog, ready).run)
+
+        scheduler = RunScheduler(settings)
+
+        @app.timer(settings.engine.scheduler_interval_s, on_leader=True)
+        async def start_due_runs() -> None:
+            try:
+                await scheduler.tick()
+            except Exception:
+                # The next tick tries again; a run that began is due again until it ends.
+                logger.exception("scheduler tick failed")
 
     return app
 

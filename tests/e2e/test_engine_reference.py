@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.e2e.reference_sends import predicted_sends
 from tests.support.engine import (
     bootstrap_admin,
+    publish,
     publish_examples,
     read_sends,
     wait_for_live_campaigns,
@@ -24,6 +27,7 @@ from tests.support.stack import WRITE_KEY, HeraldStack
 pytestmark = pytest.mark.kafka
 
 DATASET = Path(__file__).resolve().parents[2] / "examples" / "data" / "ecom.csv.gz"
+DATASET_ROWS = 31_106
 
 
 def _replay(stack: HeraldStack) -> subprocess.Popen[bytes]:
@@ -51,21 +55,67 @@ def _by_campaign(
     return {name: sorted(items) for name, items in sends.items()}
 
 
-def _start(herald_stack: Any) -> tuple[HeraldStack, dict[str, str]]:
-    stack = herald_stack(HERALD_ENGINE__IDLE_WATERMARK_S="3600")
+def _start(herald_stack: Any) -> tuple[HeraldStack, dict[str, str], str]:
+    stack = herald_stack(
+        HERALD_ENGINE__IDLE_WATERMARK_S="3600", HERALD_ENGINE__SCHEDULER_INTERVAL_S="1"
+    )
     stack.start_api()
-    ids = publish_examples(stack, bootstrap_admin(stack))
+    token = bootstrap_admin(stack)
+    ids = publish_examples(stack, token)
     wait_for_live_campaigns(stack.kafka, list(ids.values()))
     stack.start_worker()
-    return stack, ids
+    return stack, ids, token
+
+
+def _wait_for_landed_tracks(stack: HeraldStack, count: int, timeout_s: float = 120) -> None:
+    sql = "SELECT count(*) FROM tracks WHERE event NOT LIKE 'Notification %'"
+    deadline = time.monotonic() + timeout_s
+    while stack.query(sql)[0][0] < count:
+        assert time.monotonic() < deadline, "the replayed tracks did not all land"
+        time.sleep(0.5)
+
+
+def _loyal_users() -> list[str]:
+    """Users whose latest row in the CSV says `loyal`, by DuckDB alone."""
+    rows = duckdb.execute(
+        "SELECT user_id FROM ("
+        " SELECT user_id, user_lifecycle, row_number() OVER () AS row"
+        " FROM read_csv(?, header = true, all_varchar = true)) "
+        "GROUP BY user_id HAVING arg_max(user_lifecycle, row) = 'loyal' ORDER BY user_id",
+        [str(DATASET)],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+LOYAL_USERS_NOW = {
+    "name": "Thank you",
+    "channel": "push",
+    "labels": ["Loyalty"],
+    "who": {
+        "type": "inline_segment",
+        "definition": {"type": "trait", "trait": "user_lifecycle", "op": "eq", "value": "loyal"},
+    },
+    "what": {
+        "variants": [
+            {
+                "name": "A",
+                "weight": 100,
+                "message": {"channel": "push", "title": "Thank you", "body": "A gift for you"},
+            }
+        ]
+    },
+    "when": {"type": "now"},
+}
 
 
 def test_sends_equal_the_duckdb_prediction(herald_stack) -> None:  # type: ignore[no-untyped-def]
     expected = predicted_sends(DATASET)
-    stack, ids = _start(herald_stack)
+    stack, ids, token = _start(herald_stack)
     _finish(_replay(stack))
 
     commands = read_sends(stack.kafka, sum(len(sends) for sends in expected.values()))
+    loyal = _loyal_users()
+    _wait_for_landed_tracks(stack, DATASET_ROWS)
 
     got = _by_campaign(commands, ids)
     for name, sends in expected.items():
@@ -84,10 +134,17 @@ def test_sends_equal_the_duckdb_prediction(herald_stack) -> None:  # type: ignor
     )
     assert landed == {ids[name]: len(sends) for name, sends in expected.items()}
 
+    # A one-time campaign run by the scheduler over the landed data.
+    run_campaign = publish(stack, token, LOYAL_USERS_NOW)
+    commands = read_sends(stack.kafka, len(commands) + len(loyal))
+    run_sends = [c for c in commands if c["campaign_id"] == run_campaign]
+    assert sorted(c["user_id"] for c in run_sends) == loyal
+    assert len({c["run_id"] for c in run_sends}) == 1
+
 
 def test_worker_killed_mid_replay_issues_no_send_twice(herald_stack) -> None:  # type: ignore[no-untyped-def]
     expected = predicted_sends(DATASET)
-    stack, ids = _start(herald_stack)
+    stack, ids, _token = _start(herald_stack)
     replay = _replay(stack)
     # Killed once sends are committed, so the restarted engine must find them in its ledger.
     assert len(read_sends(stack.kafka, 50, timeout_s=120, settle_s=0)) >= 50

@@ -21,7 +21,13 @@ from streams.catalog import CampaignCatalog, follow_catalog
 from streams.topics import sends_topics
 from tests.support.stack import HeraldStack
 
-__all__ = ["bootstrap_admin", "publish_examples", "read_sends", "wait_for_live_campaigns"]
+__all__ = [
+    "bootstrap_admin",
+    "publish",
+    "publish_examples",
+    "read_sends",
+    "wait_for_live_campaigns",
+]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "campaigns"
 
@@ -41,21 +47,27 @@ def bootstrap_admin(stack: HeraldStack) -> str:
 
 def publish_examples(stack: HeraldStack, token: str) -> dict[str, str]:
     """Create and publish the example campaigns; return campaign name -> id."""
+    ids: dict[str, str] = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        ids[body["name"]] = publish(stack, token, body)
+    return ids
+
+
+def publish(stack: HeraldStack, token: str, body: dict[str, Any]) -> str:
+    """Create a campaign with its labels, publish it, and return its id."""
     client = httpx.Client(
         base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
-    ids: dict[str, str] = {}
     with client:
-        for path in sorted(EXAMPLES.glob("*.yaml")):
-            body = yaml.safe_load(path.read_text())
+        if body.get("labels"):
             client.post("/labels", json={"names": body["labels"]}).raise_for_status()
-            created = client.post("/campaigns", json=body)
-            assert created.status_code == 201, created.text
-            campaign_id = created.json()["id"]
-            published = client.post(f"/campaigns/{campaign_id}/publish", json={})
-            assert published.status_code == 200, published.text
-            ids[body["name"]] = campaign_id
-    return ids
+        created = client.post("/campaigns", json=body)
+        assert created.status_code == 201, created.text
+        campaign_id: str = created.json()["id"]
+        published = client.post(f"/campaigns/{campaign_id}/publish", json={})
+        assert published.status_code == 200, published.text
+        return campaign_id
 
 
 def wait_for_live_campaigns(

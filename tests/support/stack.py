@@ -54,6 +54,7 @@ class HeraldStack:
             "HERALD_KAFKA__PARTITIONS": str(kafka.partitions),
             "HERALD_KAFKA__SENDS_TOPIC_PREFIX": kafka.sends_topic_prefix,
             "HERALD_KAFKA__ENGINE_STATE_TOPIC": kafka.engine_state_topic,
+            "HERALD_KAFKA__ENGINE_RUNS_TOPIC": kafka.engine_runs_topic,
             "HERALD_ENGINE__GROUP_ID": f"{name}-engine",
             "HERALD_ENGINE__TRANSACTIONAL_ID": f"{name}-engine-0",
             "HERALD_WORKER_ID": f"{name}-worker",

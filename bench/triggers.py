@@ -1,0 +1,356 @@
+"""Real-time engine benchmark: throughput with 50 live campaigns, and send latency.
+
+Run from the repository root:
+
+    python -m bench.triggers --events 200000
+
+The measurements, in one run:
+
+1. Pre-fill: `EventProducer` writes the events in micro-batch records, as the API does.
+   Each user's first event is an `identify` with contact traits, and the timestamps rise
+   evenly over an hour of event time, so that delayed sends and inaction windows come due
+   while the engine runs.
+2. Landing and baseline: `ParquetLanding` and a plain aiokafka consumer on that topic,
+   timed by `bench.consumers` as `bench.ingest` does, for comparison (`--no-landing`
+   skips them).
+3. Pure engine: one `PartitionEngine` per partition, given the same records without Kafka.
+4. Engine over Kafka: `StreamEngine` in this process, from partition assignment until its
+   committed offsets cover every pre-filled record.
+5. Latency: on new topics, with the engine running here, a second process writes events
+   at `--rate` for `--seconds` and reads the send commands with `read_committed`. Each
+   command's latency is the time it was read minus the time its triggering event was
+   written.
+
+The broker is found or started as in `bench.ingest`, and the topics are deleted at the end.
+Other programs on the machine slow every wall-clock figure, so the throughput rows also
+give events per CPU-second of this process, and the load average is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.broker import delete_prefixed_topics, require_loopback, running_broker
+from bench.consumers import landing_settings, measure_prefilled, prefill_micro_batches
+from bench.engine_runs import (
+    EngineRun,
+    LatencyOptions,
+    LatencyRun,
+    engine_settings,
+    measure_latency,
+    measure_pure_engine,
+    measure_stream_engine,
+    micro_batch_records,
+    profile_engine,
+    trigger_kafka,
+)
+from bench.events import Workload, envelopes_of
+from bench.measurement import Measurement, console, cpu_model, load_average, package_versions
+from bench.trigger_workload import CampaignMix, bench_catalog, message_counts, spread_messages
+from herald.config import HeraldSettings, KafkaSettings
+from herald.logs import configure_logging
+from herald.runtime import tune_garbage_collector
+from streams.catalog import CampaignCatalog
+from streams.engine import engine_rules
+from streams.topics import ensure_topics, herald_topics
+
+TARGET_EVENTS_PER_S = 50_000
+TARGET_P99_MS = 50.0
+# Longer than the longest delay (30 minutes) and inaction window (30 minutes) of the
+# campaigns, so that some of each come due during the run.
+_EVENT_TIME_SPAN = timedelta(hours=1)
+_TICK_S = 0.01
+_PACKAGES = ("aiokafka", "orjson", "pydantic", "jinja2", "pyarrow", "duckdb")
+
+
+@dataclass
+class _Results:
+    campaigns: CampaignMix
+    baseline: list[Measurement]
+    engines: list[EngineRun]
+    latency: LatencyRun | None = None
+
+
+# Report
+
+
+def _throughput_table(results: _Results) -> Table:
+    table = Table(title="Herald real-time engine throughput, 50 live campaigns")
+    columns = (
+        "measurement",
+        "events",
+        "seconds",
+        "events/s",
+        "events per CPU-s",
+        "sends",
+        "not sent",
+        "transactions",
+        "note",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("measurement", "note") else "right")
+    for item in results.baseline:
+        cpu_rate = f"{item.cpu_rate:,.0f}" if item.cpu_rate else "-"
+        table.add_row(
+            item.name,
+            f"{item.events:,}",
+            f"{item.wall_s:.2f}",
+            f"{item.rate:,.0f}",
+            cpu_rate,
+            "-",
+            "-",
+            "-",
+            item.note,
+        )
+    for run in results.engines:
+        item = run.measurement
+        cpu_rate = f"{item.cpu_rate:,.0f}" if item.cpu_rate else "-"
+        transactions = f"{run.transactions:,}" if run.transactions is not None else "-"
+        note = item.note
+        if run.processed != item.events:
+            note += f"; {run.processed:,} events processed with the Notification events"
+        table.add_row(
+            item.name,
+            f"{item.events:,}",
+            f"{item.wall_s:.2f}",
+            f"{item.rate:,.0f}",
+            cpu_rate,
+            f"{run.sends:,}",
+            f"{run.not_sent:,}",
+            transactions,
+            note,
+        )
+    return table
+
+
+def _latency_table(run: LatencyRun) -> Table:
+    result = run.result
+    table = Table(title="Send latency: event written to send command read (read_committed)")
+    for column in ("p50 ms", "p90 ms", "p99 ms", "max ms", "commands timed", "note"):
+        table.add_column(column, justify="left" if column == "note" else "right")
+    if not result.latencies_ms:
+        table.add_row("-", "-", "-", "-", "0", "no send command carried a produce time")
+        return table
+    rate = result.produced / result.produce_s
+    note = (
+        f"{result.produced:,} events at {rate:,.0f}/s, {result.late_ticks} late ticks; "
+        f"engine processed {run.engine_events:,} events at {run.engine_cpu_share:.0%} of a core"
+    )
+    table.add_row(
+        f"{result.percentile(0.50):.1f}",
+        f"{result.percentile(0.90):.1f}",
+        f"{result.percentile(0.99):.1f}",
+        f"{result.latencies_ms[-1]:.1f}",
+        f"{len(result.latencies_ms):,}",
+        note,
+    )
+    return table
+
+
+def _print_targets(results: _Results) -> None:
+    for run in results.engines:
+        item = run.measurement
+        wall = "meets" if item.rate >= TARGET_EVENTS_PER_S else "misses"
+        line = (
+            f"{item.name}: {item.rate:,.0f} events/s ({wall} the {TARGET_EVENTS_PER_S:,}/s target)"
+        )
+        if item.cpu_rate:
+            cpu = "meets" if item.cpu_rate >= TARGET_EVENTS_PER_S else "misses"
+            line += f", {item.cpu_rate:,.0f} per CPU-second ({cpu} it)"
+        print(line)
+    by_name = {item.name: item for item in results.baseline}
+    landing = by_name.get("Landing, micro-batch records")
+    stream = next(
+        (run.measurement for run in results.engines if "Kafka" in run.measurement.name), None
+    )
+    if landing is not None and stream is not None and landing.cpu_rate and stream.cpu_rate:
+        print(
+            f"Engine over Kafka / landing: {stream.rate / landing.rate:.2f} by wall time, "
+            f"{stream.cpu_rate / landing.cpu_rate:.2f} per CPU-second"
+        )
+    if results.latency is not None and results.latency.result.latencies_ms:
+        p99 = results.latency.result.percentile(0.99)
+        verdict = "meets" if p99 < TARGET_P99_MS else "misses"
+        print(f"Latency p99: {p99:.1f} ms ({verdict} the {TARGET_P99_MS:g} ms target)")
+
+
+# Command line
+
+
+def main(
+    events: Annotated[
+        int, typer.Option(min=1, help="Events pre-filled for the throughput runs.")
+    ] = 200_000,
+    users: Annotated[int, typer.Option(min=1, help="Distinct user ids in the events.")] = 10_000,
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="Partitions of each events topic; default from settings."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Events per pre-fill send, as in one API request.")
+    ] = 500,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Events per second written in the latency run.")
+    ] = 10_000,
+    seconds: Annotated[
+        float, typer.Option(min=1, help="Seconds of writing in the latency run.")
+    ] = 20,
+    landing: Annotated[
+        bool, typer.Option(help="Also time the Parquet landing and a plain consumer.")
+    ] = True,
+    latency: Annotated[bool, typer.Option(help="Run the latency measurement.")] = True,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="Profile one more pure and Kafka engine run with cProfile; save the stats "
+            "in this directory."
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka bootstrap address on loopback; default from settings."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic events.")] = 7,
+) -> None:
+    """Measure the real-time engine: throughput with 50 campaigns, and send latency."""
+    settings = HeraldSettings()
+    configure_logging("warning", settings.log_format)
+    bootstrap = bootstrap or settings.kafka.bootstrap_servers
+    require_loopback(bootstrap)
+    partition_count = partitions or settings.kafka.partitions
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+
+    console.print(
+        f"{package_versions(_PACKAGES)}\n{os.cpu_count()} CPUs, {cpu_model()}; {load_average()}"
+    )
+    with (
+        running_broker(settings, bootstrap) as address,
+        tempfile.TemporaryDirectory(prefix="herald-bench-") as temporary,
+    ):
+        kafka = trigger_kafka(address, partition_count, prefix)
+        console.print(f"Kafka {address}, {partition_count} partitions, topic prefix {prefix}")
+        workload = Workload(events, users, batch_size, 1, seed)
+        try:
+            results = _run(settings, kafka, workload, Path(temporary), prefix, landing, profile)
+            if latency:
+                latency_kafka = trigger_kafka(address, partition_count, f"{prefix}-latency")
+                options = LatencyOptions(
+                    latency_kafka, users, rate, seconds, _TICK_S, seed + 1, settings.log_format
+                )
+                results.latency = asyncio.run(
+                    _measure_latency(settings, latency_kafka, options, f"{prefix}-latency")
+                )
+        finally:
+            deleted = asyncio.run(delete_prefixed_topics(kafka, prefix))
+            console.print(f"Deleted {len(deleted)} topics")
+    print(results.campaigns.describe())
+    Console(width=180).print(_throughput_table(results))
+    if results.latency is not None:
+        Console(width=180).print(_latency_table(results.latency))
+    print(f"At the end: {load_average()}")
+    _print_targets(results)
+
+
+def _run(
+    settings: HeraldSettings,
+    kafka: KafkaSettings,
+    workload: Workload,
+    root: Path,
+    prefix: str,
+    landing: bool,
+    profile: Path | None,
+) -> _Results:
+    # The engine runs with the collector settings of `herald worker`.
+    tune_garbage_collector()
+    catalog, mix = bench_catalog()
+    console.print(mix.describe())
+    with console.status(f"Building {workload.events:,} events"):
+        messages = spread_messages(workload.users, workload.events, workload.seed, _EVENT_TIME_SPAN)
+        pairs = envelopes_of(messages)
+    counts = ", ".join(
+        f"{name} {count:,}" for name, count in message_counts(messages).most_common()
+    )
+    console.print(f"Events: {counts}")
+
+    if landing:
+        landing_config = landing_settings(settings.landing, root, prefix)
+        baseline = asyncio.run(measure_prefilled(kafka, landing_config, pairs, workload, False))
+    else:
+        baseline = [asyncio.run(_prefill(kafka, pairs, workload.batch_size))]
+
+    records = micro_batch_records(pairs, kafka.partitions, workload.batch_size)
+    rules = engine_rules(settings)
+    pure = measure_pure_engine(
+        records, kafka.partitions, rules, catalog.live_campaigns(), "Engine, pure (no Kafka)"
+    )
+    stream = asyncio.run(
+        measure_stream_engine(
+            engine_settings(settings, kafka, prefix), catalog, len(pairs), "Engine over Kafka"
+        )
+    )
+    if profile is not None:
+        _profile(settings, kafka, catalog, records, len(pairs), prefix, profile)
+    return _Results(mix, baseline, [pure, stream])
+
+
+async def _prefill(
+    kafka: KafkaSettings, pairs: list[tuple[dict, bytes]], batch_size: int
+) -> Measurement:
+    await ensure_topics(kafka, herald_topics(kafka))
+    with console.status(f"Pre-filling {kafka.events_topic} with {len(pairs):,} events"):
+        started_s = asyncio.get_running_loop().time()
+        await prefill_micro_batches(kafka, pairs, batch_size)
+        elapsed_s = asyncio.get_running_loop().time() - started_s
+    return Measurement("Pre-fill, micro-batch records", len(pairs), elapsed_s, note="acks=all")
+
+
+async def _measure_latency(
+    settings: HeraldSettings, kafka: KafkaSettings, options: LatencyOptions, name: str
+) -> LatencyRun:
+    await ensure_topics(kafka, herald_topics(kafka))
+    catalog, _ = bench_catalog()
+    return await measure_latency(engine_settings(settings, kafka, name), catalog, options)
+
+
+def _profile(
+    settings: HeraldSettings,
+    kafka: KafkaSettings,
+    catalog: CampaignCatalog,
+    records: list[tuple[int, bytes]],
+    events: int,
+    prefix: str,
+    directory: Path,
+) -> None:
+    # The profiled Kafka run reads the topic of the measured run with a group of its own,
+    # so it also sees that run's Notification events, after the pre-filled ones.
+    rules = engine_rules(settings)
+    profile_engine(
+        directory / "engine-pure.prof",
+        lambda: measure_pure_engine(
+            records, kafka.partitions, rules, catalog.live_campaigns(), "Pure engine, cProfile"
+        ),
+    )
+    profiled = engine_settings(settings, kafka, f"{prefix}-profiled")
+    profile_engine(
+        directory / "engine-kafka.prof",
+        lambda: asyncio.run(
+            measure_stream_engine(profiled, catalog, events, "Engine over Kafka, cProfile")
+        ),
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)

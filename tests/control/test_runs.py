@@ -1,0 +1,133 @@
+"""Runs of scheduled campaigns as the scheduler records them, across daylight-saving changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from control.accounts import bootstrap_account
+from control.campaign_actions import publish_campaign
+from control.campaigns import create_campaign
+from control.db import ControlStore
+from control.models import AuditEntry, Campaign, User
+from control.runs import SCHEDULER_ACTOR, begin_run, due_runs, end_run
+from schemas.campaign import CampaignApproval, CampaignCreate
+from tests.api.control_support import database_url
+
+PUBLISHED_AT = datetime(2024, 3, 8, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ControlStore]:
+    opened = ControlStore.open(database_url(tmp_path), feed_enabled=False)
+    yield opened
+    opened.close()
+
+
+def _publish(session: Session, when: dict[str, Any]) -> str:
+    admin, _token = bootstrap_account(
+        session, "Shop", "a@shop.test", PUBLISHED_AT, "America/New_York"
+    )
+    actor = session.get_one(User, admin.id)
+    body = CampaignCreate.model_validate(
+        {
+            "name": "Digest",
+            "channel": "email",
+            "who": {"type": "all_users"},
+            "what": {
+                "variants": [
+                    {
+                        "name": "A",
+                        "weight": 100,
+                        "message": {
+                            "channel": "email",
+                            "subject": "News",
+                            "sender": {"name": "Shop", "address": "news@shop.example"},
+                            "html_body": "<p>News</p>",
+                            "text_body": "News",
+                        },
+                    }
+                ]
+            },
+            "when": when,
+        }
+    )
+    campaign = create_campaign(session, actor, body, PUBLISHED_AT)
+    publish_campaign(session, actor, campaign.id, CampaignApproval(), PUBLISHED_AT)
+    return campaign.id
+
+
+def _run_once(session: Session, now: datetime) -> datetime | None:
+    [run] = due_runs(session, now)
+    begin_run(session, run, now)
+    return end_run(session, run, now, members=0)
+
+
+def test_daily_run_follows_new_york_across_the_spring_change(store: ControlStore) -> None:
+    daily = {
+        "type": "recurring",
+        "frequency": "daily",
+        "local_time": "02:30",
+        "start_date": "2024-03-09",
+    }
+    with store.session() as session:
+        campaign_id = _publish(session, daily)
+        first = datetime(2024, 3, 9, 7, 30, tzinfo=UTC)  # 02:30 EST
+        assert due_runs(session, first - timedelta(microseconds=1)) == []
+
+        # 02:30 does not exist on 10 March; it is read with the offset before the change,
+        # which is 03:30 EDT, 07:30 UTC.
+        assert _run_once(session, first) == datetime(2024, 3, 10, 7, 30, tzinfo=UTC)
+        campaign = session.get_one(Campaign, campaign_id)
+        assert campaign.state == "awaiting_next_run"
+        assert campaign.last_run_at == first
+
+        second = datetime(2024, 3, 10, 7, 30, tzinfo=UTC)
+        assert _run_once(session, second) == datetime(2024, 3, 11, 6, 30, tzinfo=UTC)
+
+
+def test_daily_run_takes_the_first_of_a_repeated_hour(store: ControlStore) -> None:
+    daily = {
+        "type": "recurring",
+        "frequency": "daily",
+        "local_time": "01:30",
+        "start_date": "2024-11-02",
+    }
+    with store.session() as session:
+        _publish(session, daily)
+        # 01:30 happens twice on 3 November; the first, in EDT, is 05:30 UTC.
+        after_first = _run_once(session, datetime(2024, 11, 2, 5, 30, tzinfo=UTC))
+        assert after_first == datetime(2024, 11, 3, 5, 30, tzinfo=UTC)
+        assert _run_once(session, after_first) == datetime(2024, 11, 4, 6, 30, tzinfo=UTC)
+
+
+def test_one_time_run_completes_and_is_not_due_again(store: ControlStore) -> None:
+    with store.session() as session:
+        campaign_id = _publish(session, {"type": "now"})
+        now = PUBLISHED_AT + timedelta(seconds=5)
+        assert _run_once(session, now) is None
+        assert session.get_one(Campaign, campaign_id).state == "completed"
+        assert due_runs(session, now + timedelta(days=1)) == []
+        actions = session.scalars(
+            select(AuditEntry.action).where(AuditEntry.actor_id == SCHEDULER_ACTOR)
+        ).all()
+        assert actions == ["start_run", "finish_run"]
+
+
+def test_run_interrupted_before_its_end_is_due_again_with_the_same_id(
+    store: ControlStore,
+) -> None:
+    with store.session() as session:
+        _publish(session, {"type": "at", "at": "2024-03-09T15:00:00Z"})
+        now = datetime(2024, 3, 9, 15, 0, 3, tzinfo=UTC)
+        [run] = due_runs(session, now)
+        begin_run(session, run, now)
+        [again] = due_runs(session, now + timedelta(minutes=5))
+        assert again.run_id == run.run_id
+        assert run.run_id.endswith("@2024-03-09T15:00:00.000000Z")
