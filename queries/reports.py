@@ -10,7 +10,7 @@ from typing import Any
 
 from queries.catalog import connect
 
-__all__ = ["event_counts"]
+__all__ = ["delivery_outcomes", "event_counts"]
 
 
 @cache
@@ -18,11 +18,22 @@ def _sql(name: str) -> str:
     return resources.files("queries").joinpath(f"{name}.sql").read_text()
 
 
-def event_counts(data_dir: Path, start: date, end: date, event: str | None) -> list[dict[str, Any]]:
-    """Count track events and distinct users per event name between two UTC dates."""
+def delivery_outcomes(
+    data_dir: Path, start: date, end: date, campaign_id: str | None
+) -> list[dict[str, Any]]:
+    """Count the engine's decisions per campaign, outcome and reason between two UTC dates."""
+    return _rows(
+        data_dir, "delivery_outcomes", {"start": start, "end": end, "campaign_id": campaign_id}
+    )
+
+
+def _rows(data_dir: Path, name: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
     with connect(data_dir) as connection:
-        cursor = connection.execute(
-            _sql("event_counts"), {"start": start, "end": end, "event": event}
-        )
+        cursor = connection.execute(_sql(name), parameters)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def event_counts(data_dir: Path, start: date, end: date, event: str | None) -> list[dict[str, Any]]:
+    """Count track events and distinct users per event name between two UTC dates."""
+    return _rows(data_dir, "event_counts", {"start": start, "end": end, "event": event})

@@ -26,3 +26,19 @@ SELECT
     user_id, anonymous_id, traits::JSON AS traits,
     first_seen, last_seen, traits_updated_at
 FROM {profiles_source};
+
+-- deliveries: the engine's decisions, one row per send id. `outcome` is `sent` or
+-- `not_sent`; `reason` says why not (unsubscribed, not_reachable, global_cap, campaign_cap,
+-- quiet_hours, throttled, limit_per_run, limit_per_day, limit_overall, control_group,
+-- account_control_group, render_failed, missed_local_time, cut_off, campaign_stopped).
+-- `trigger_id` is the triggering event's message id; `run_id` names a scheduled run.
+CREATE OR REPLACE VIEW deliveries AS
+SELECT
+    message_id AS send_id, campaign_id, variant, channel, labels,
+    coalesce(user_id, anonymous_id) AS user_key, timestamp, date,
+    CASE event WHEN 'Notification Sent' THEN 'sent' ELSE 'not_sent' END AS outcome,
+    properties->>'reason' AS reason,
+    properties->>'trigger_id' AS trigger_id,
+    properties->>'run_id' AS run_id
+FROM events
+WHERE event IN ('Notification Sent', 'Notification Not Sent');

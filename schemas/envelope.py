@@ -58,6 +58,7 @@ ENVELOPE_FIELDS: tuple[str, ...] = (
 RESERVED_EVENT_NAMES = frozenset(
     {
         "Notification Sent",
+        "Notification Not Sent",
         "Notification Delivered",
         "Notification Viewed",
         "Notification Clicked",

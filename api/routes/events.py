@@ -6,15 +6,17 @@ never keeps open a file that the worker writes, and requests run side by side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import duckdb
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.auth import CurrentUser
 from api.deps import SettingsDep
-from queries.reports import event_counts
+from queries.reports import delivery_outcomes, event_counts
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -27,6 +29,16 @@ class EventCount(BaseModel):
     users: int
 
 
+class DeliveryOutcome(BaseModel):
+    """Decisions of one campaign with one outcome and reason in the requested dates."""
+
+    campaign_id: str
+    outcome: str = Field(description="`sent` or `not_sent`.")
+    reason: str | None = Field(description="Why the messages were not sent; null when sent.")
+    messages: int
+    users: int
+
+
 @router.get("/events", response_model=list[EventCount])
 def read_event_counts(
     settings: SettingsDep,
@@ -36,13 +48,36 @@ def read_event_counts(
     event: str | None = Query(default=None, max_length=255, description="Only this event name."),
 ) -> list[EventCount]:
     """Count track events and distinct users per event name between two dates."""
+    _check_dates(start, end)
+    rows = _query(event_counts, settings.landing.data_dir, start, end, event)
+    return [EventCount(**row) for row in rows]
+
+
+@router.get("/deliveries", response_model=list[DeliveryOutcome])
+def read_delivery_outcomes(
+    settings: SettingsDep,
+    _: CurrentUser,
+    start: date = Query(description="First UTC date, inclusive."),
+    end: date = Query(description="Last UTC date, inclusive."),
+    campaign_id: str | None = Query(default=None, max_length=64, description="Only this one."),
+) -> list[DeliveryOutcome]:
+    """Count messages sent, and not sent by reason, per campaign between two dates."""
+    _check_dates(start, end)
+    rows = _query(delivery_outcomes, settings.landing.data_dir, start, end, campaign_id)
+    return [DeliveryOutcome(**row) for row in rows]
+
+
+def _check_dates(start: date, end: date) -> None:
     if end < start:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"end {end} is before start {start}; give end on or after start",
         )
+
+
+def _query(report: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
     try:
-        rows = event_counts(settings.landing.data_dir, start, end, event)
+        return report(*args)
     except duckdb.IOException:
         # A restarting worker removed a file between the listing and the read.
         raise HTTPException(
@@ -50,4 +85,3 @@ def read_event_counts(
             detail="the landed files changed during the query; retry",
             headers={"Retry-After": "1"},
         ) from None
-    return [EventCount(**row) for row in rows]
