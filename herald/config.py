@@ -99,9 +99,9 @@ class EngineSettings(BaseModel, frozen=True):
 
     `idle_watermark_s`: a partition without records for this long advances its event-time
     watermark with the wall clock, so windows close when traffic stops.
-    `transactional_id`: must be stable across restarts of one worker, so that a restarted
-    worker aborts the transaction its predecessor left open, and unique per worker;
-    by default it is derived from the group, the host name and `worker_web_port`.
+    `transactional_id`: unique per worker, and stable across its restarts, so that a
+    restarted worker aborts the transaction its predecessor left open. By default it is
+    derived from the group, the host name and `worker_web_port`.
     `timezone`: the account's IANA time zone, whose calendar days caps and limits count.
     """
 

@@ -87,7 +87,7 @@ class CampaignSet:
 def compile_campaigns(
     campaigns: Mapping[str, Mapping[str, Any]], segments: Mapping[str, Mapping[str, Any]]
 ) -> CampaignSet:
-    """Compile every live triggered campaign of the catalog.
+    """Compile every campaign of the catalog that may send.
 
     A campaign whose definition no longer parses, or whose saved segment is missing, is
     left out with a warning rather than stopping the worker.

@@ -431,10 +431,10 @@ def local_run_time(
 ) -> datetime | None:
     """Return when a run started at `run_at` sends to one user, or None to skip them.
 
-    With delivery in the account's time zone, that is `run_at`. In the user's zone, it is
-    the run's local time of day on the run's local date, in the user's zone (trait `Tz`,
-    else the account's); if that moment has already passed, the next day's, or None when
-    the campaign drops missed users. Local times that a daylight-saving change skips or
+    With delivery in the account's time zone, that is `run_at`. With delivery in the
+    user's zone (trait `Tz`, else the account's), it is the run's local time of day on the
+    run's local date in that zone. When that moment has already passed, it is the next
+    day's, or None if the campaign drops missed users. Local times that a daylight-saving change skips or
     repeats follow `domain.delivery.clock.local_instant`.
     """
     when = campaign.when

@@ -1,39 +1,53 @@
 """`herald demo`: the reference dataset through the whole pipeline, checked against the CSV.
 
-Starts the development broker, a worker and the API, replays the dataset through the HTTP
-API with the Segment client, waits until every event has landed, and prints the landed
-count of each event name next to the CSV's. Running it again lands nothing twice: the
-replay sends the same message ids, and the landing drops copies.
+Starts the development broker, a worker and the API, publishes the example campaigns,
+replays the dataset through the HTTP API with the Segment client, waits until every event
+has landed, and prints the landed count of each event name next to the CSV's, then each
+campaign's sends and reasons not to send. Running it again lands nothing twice and sends
+nothing twice: the replay sends the same message ids, the landing drops copies, and the
+engine neither triggers on events two hours behind its watermark nor repeats a send id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
 import polars as pl
 import typer
+import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import select
 
+from control.accounts import bootstrap_account, issue_token
+from control.db import ControlStore
+from control.models import User
+from domain.engine.campaigns import LIVE_STATES
 from herald.commands.replay import default_host
 from herald.config import HeraldSettings
 from queries.catalog import connect
 from streams.broker import BrokerError, LocalBroker
+from streams.catalog import CampaignCatalog, follow_catalog
 from streams.topics import TopicAdminError, ensure_topics, herald_topics
 
 __all__ = ["demo"]
 
 _DEFAULT_DATASET = Path("examples/data/ecom.csv.gz")
+_EXAMPLES = Path("examples/campaigns")
+_DEMO_ADMIN = "demo@herald.example"
 _console = Console(stderr=True)
 
 
@@ -56,10 +70,12 @@ def demo(
     try:
         host = default_host(settings.api)
         _wait_for_api(host, processes[1], logs / "api.log")
+        campaigns = _publish_examples(settings, host)
         _replay(dataset, host)
         expected = _csv_counts(dataset)
         _wait_for_landing(settings, sum(expected.values()), timeout_s)
         matched = _print_comparison(expected, _landed_counts(settings.landing.data_dir))
+        _print_deliveries(settings.landing.data_dir, campaigns)
     finally:
         if not keep_running:
             _stop(processes)
@@ -113,10 +129,99 @@ def _replay(dataset: Path, host: str) -> None:
         "ecom-csv",
         "--host",
         host,
+        # The cart windows still open at the end of the data close at once.
+        "--flush",
     ]
     if subprocess.run(command, check=False).returncode != 0:
         _console.print("[red]error:[/] the replay failed; see its output above")
         raise typer.Exit(1)
+
+
+def _publish_examples(settings: HeraldSettings, host: str) -> dict[str, str]:
+    """Publish the example campaigns unless they are already live; return id -> name."""
+    client = httpx.Client(
+        base_url=host, headers={"Authorization": f"Bearer {_demo_token(settings)}"}, timeout=30
+    )
+    names: dict[str, str] = {}
+    with client:
+        live = {
+            campaign["name"]: campaign["id"]
+            for campaign in _checked(client.get("/campaigns"))
+            if campaign["state"] in LIVE_STATES and not campaign["archived"]
+        }
+        for path in sorted(_EXAMPLES.glob("*.yaml")):
+            body = yaml.safe_load(path.read_text())
+            campaign_id = live.get(body["name"])
+            if campaign_id is None:
+                _checked(client.post("/labels", json={"names": body.get("labels", [])}))
+                campaign_id = _checked(client.post("/campaigns", json=body))["id"]
+                _checked(client.post(f"/campaigns/{campaign_id}/publish", json={}))
+                _console.print(f"published the example campaign {body['name']!r}")
+            names[campaign_id] = body["name"]
+    with _console.status("waiting for the worker to see the campaigns…"):
+        asyncio.run(_wait_for_catalog(settings, list(names)))
+    return names
+
+
+def _demo_token(settings: HeraldSettings) -> str:
+    """Return a new token of the demo account's admin, creating the account on first use."""
+    store = ControlStore.open(settings.control_db_url, feed_enabled=settings.control_feed)
+    try:
+        with store.session() as session:
+            now = datetime.now(UTC)
+            admin = session.scalar(select(User).where(User.email == _DEMO_ADMIN))
+            if admin is None:
+                _admin, token = bootstrap_account(session, "Herald demo", _DEMO_ADMIN, now)
+            else:
+                _admin, token = issue_token(session, admin, admin.id, now)
+            return token
+    finally:
+        store.close()
+
+
+def _checked(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        _console.print(f"[red]error:[/] {response.request.url.path}: {response.text}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+async def _wait_for_catalog(settings: HeraldSettings, campaign_ids: list[str]) -> None:
+    catalog = CampaignCatalog()
+    ready = asyncio.Event()
+    follower = asyncio.create_task(follow_catalog(settings.kafka, catalog, ready))
+    try:
+        async with asyncio.timeout(60):
+            while set(campaign_ids) - set(catalog.live_campaigns().by_id):
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        _console.print("[red]error:[/] the campaigns did not reach the campaigns topic")
+        raise typer.Exit(1) from None
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+def _print_deliveries(data_dir: Path, campaigns: dict[str, str]) -> None:
+    rows = _query(
+        data_dir,
+        "SELECT campaign_id, outcome, reason, count(*) FROM deliveries GROUP BY ALL",
+    )
+    sent: dict[str, int] = {}
+    not_sent: dict[str, dict[str, int]] = {}
+    for campaign_id, outcome, reason, count in rows:
+        if outcome == "sent":
+            sent[campaign_id] = count
+        else:
+            not_sent.setdefault(campaign_id, {})[reason] = count
+    table = Table("campaign", "sent", "not sent, by reason", title="Example campaigns")
+    for campaign_id, name in sorted(campaigns.items(), key=lambda item: item[1]):
+        reasons = ", ".join(
+            f"{reason} {count:,}" for reason, count in sorted(not_sent.get(campaign_id, {}).items())
+        )
+        table.add_row(name, f"{sent.get(campaign_id, 0):,}", reasons or "-")
+    Console().print(table)
 
 
 def _csv_counts(dataset: Path) -> dict[str, int]:
@@ -125,25 +230,33 @@ def _csv_counts(dataset: Path) -> dict[str, int]:
 
 
 def _landed_counts(data_dir: Path) -> dict[str, int]:
+    rows = _query(
+        data_dir,
+        "SELECT event, count(*) FROM tracks"
+        " WHERE event NOT IN ('Notification Sent', 'Notification Not Sent') GROUP BY 1",
+    )
+    return dict(rows)
+
+
+def _query(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     for _attempt in range(5):
         try:
             with connect(data_dir) as connection:
-                rows = connection.execute(
-                    "SELECT event, count(*) FROM tracks GROUP BY 1"
-                ).fetchall()
-            return dict(rows)
+                return connection.execute(sql).fetchall()
         except duckdb.IOException:
             # A file listed by the glob was replaced between listing and reading.
             time.sleep(0.2)
-    return {}
+    return []
 
 
 def _wait_for_landing(settings: HeraldSettings, expected: int, timeout_s: float) -> None:
-    """Wait until the landing has committed every record of the events topic.
+    """Wait until the engine and then the landing have committed every record of the
+    events topic, the engine's own Notification events included.
 
     Waiting on the committed offsets rather than on the count is what lets a second run
     show that nothing landed twice: its events are already counted before they land.
     """
+    groups = [settings.engine.group_id, settings.landing.group_id]
     columns = (TextColumn("landing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=_console) as progress:
         task = progress.add_task("landing", total=expected)
@@ -151,20 +264,26 @@ def _wait_for_landing(settings: HeraldSettings, expected: int, timeout_s: float)
         while time.monotonic() < deadline:
             landed = sum(_landed_counts(settings.landing.data_dir).values())
             progress.update(task, completed=min(landed, expected))
-            if asyncio.run(_landing_lag(settings)) == 0:
+            if all(asyncio.run(_records_behind(settings, group)) == 0 for group in groups):
                 return
             time.sleep(0.5)
 
 
-async def _landing_lag(settings: HeraldSettings) -> int:
-    """Count the records of the events topic that the landing group has not committed.
+async def _records_behind(settings: HeraldSettings, group_id: str) -> int:
+    """Count the committed records of the events topic past the group's committed offsets.
 
-    Returns -1 while the topic's partitions are not known yet, which callers must not
-    read as "caught up".
+    Records are read rather than offsets subtracted, because the engine writes to the
+    topic in transactions, whose commit markers take offsets but are no records. Returns
+    -1 while the topic's partitions are not known yet, which callers must not read as
+    "caught up".
     """
     topic = settings.kafka.events_topic
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await admin.start()
     await consumer.start()
     try:
@@ -172,11 +291,19 @@ async def _landing_lag(settings: HeraldSettings) -> int:
         partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
         if not partitions:
             return -1
+        committed = await admin.list_consumer_group_offsets(group_id)
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(0, committed[tp].offset) if tp in committed else 0)
         ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(settings.landing.group_id)
-        return sum(
-            max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in partitions
-        )
+        behind = 0
+        for _attempt in range(100):
+            pending = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not pending:
+                return behind
+            batches = await consumer.getmany(*pending, timeout_ms=500)
+            behind += sum(len(records) for records in batches.values())
+        return max(behind, 1)
     finally:
         await consumer.stop()
         await admin.close()

@@ -69,7 +69,7 @@ def _run_once(session: Session, now: datetime) -> datetime | None:
     return end_run(session, run, now, members=0)
 
 
-def test_daily_run_follows_new_york_across_the_spring_change(store: ControlStore) -> None:
+def test_skipped_local_time_takes_the_offset_before_the_change(store: ControlStore) -> None:
     daily = {
         "type": "recurring",
         "frequency": "daily",
@@ -92,7 +92,7 @@ def test_daily_run_follows_new_york_across_the_spring_change(store: ControlStore
         assert _run_once(session, second) == datetime(2024, 3, 11, 6, 30, tzinfo=UTC)
 
 
-def test_daily_run_takes_the_first_of_a_repeated_hour(store: ControlStore) -> None:
+def test_repeated_local_time_takes_the_first(store: ControlStore) -> None:
     daily = {
         "type": "recurring",
         "frequency": "daily",
@@ -107,7 +107,7 @@ def test_daily_run_takes_the_first_of_a_repeated_hour(store: ControlStore) -> No
         assert _run_once(session, after_first) == datetime(2024, 11, 4, 6, 30, tzinfo=UTC)
 
 
-def test_one_time_run_completes_and_is_not_due_again(store: ControlStore) -> None:
+def test_one_time_run_completes(store: ControlStore) -> None:
     with store.session() as session:
         campaign_id = _publish(session, {"type": "now"})
         now = PUBLISHED_AT + timedelta(seconds=5)
@@ -120,7 +120,7 @@ def test_one_time_run_completes_and_is_not_due_again(store: ControlStore) -> Non
         assert actions == ["start_run", "finish_run"]
 
 
-def test_run_interrupted_before_its_end_is_due_again_with_the_same_id(
+def test_unfinished_run_is_due_again(
     store: ControlStore,
 ) -> None:
     with store.session() as session:
