@@ -1,4 +1,4 @@
-"""Throughput benchmarks. Run `python -m bench.ingest` from the repository root.
+"""Benchmarks. Run `python -m bench.ingest` or `python -m bench.triggers` from the repository root.
 
-The other modules are the parts of that benchmark and have no command line of their own.
+The other modules are the parts of those benchmarks and have no command line of their own.
 """

@@ -58,7 +58,7 @@ class EngineRun:
         measurement: the input events and the interval.
         sends: send commands issued.
         not_sent: decisions not to send (caps, unsubscribed, not reachable).
-        transactions: Kafka transactions committed; None for the pure engine.
+        transactions: Kafka transactions committed, or None for the pure engine.
         processed: events the engine processed, the Notification events it wrote back
             to the events topic and read again included.
     """
@@ -95,7 +95,7 @@ def micro_batch_records(
     """Return (partition, value) of the records that `prefill_micro_batches` writes.
 
     One record per partition per `batch_size` events, in write order. `EventProducer`
-    splits a record past 512 KiB; batches of a few hundred events stay far below that.
+    splits a record past 512 KiB, and batches of a few hundred events stay far below that.
     """
     records: list[tuple[int, bytes]] = []
     for start in range(0, len(pairs), batch_size):
@@ -189,8 +189,8 @@ async def measure_stream_engine(
     """Run `StreamEngine` on the pre-filled events topic until it has committed every record.
 
     The interval starts when the engine has its partitions and their (empty) state. It
-    ends when the engine's committed offsets reach the end the topic had before the run:
-    the engine also reads the Notification events it writes to the same topic, so its
+    ends when the engine's committed offsets reach the end the topic had before the run.
+    The engine also reads the Notification events it writes to the same topic, so its
     event counter alone cannot tell when the pre-filled events are done.
     """
     kafka = settings.kafka
@@ -215,8 +215,8 @@ async def measure_stream_engine(
                     )
                 await asyncio.sleep(_POLL_INTERVAL_S)
                 advance(min(engine.stats.events, events))
-                # Every pre-filled event processed is necessary; the committed offsets are
-                # asked for only then, which keeps the admin requests few.
+                # The committed offsets can cover the pre-filled records only once every
+                # pre-filled event was processed, so they are requested only from then on.
                 if engine.stats.events >= events and await _committed_past(
                     admin, settings.engine.group_id, ends
                 ):
@@ -273,7 +273,7 @@ class LatencyOptions:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """What the load-generating process wrote and read.
+    """Counts and latencies from the load-generating process.
 
     Attributes:
         produced: events written.
@@ -382,7 +382,7 @@ def _sample_at(
 
 
 def run_latency_client(options: LatencyOptions) -> LatencyResult:
-    """Write the latency run's events and read the send commands; runs in its own process."""
+    """Write the latency run's events and read the send commands, in a process of its own."""
     configure_logging("warning", options.log_format)
     return asyncio.run(_latency_client(options))
 

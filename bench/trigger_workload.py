@@ -30,7 +30,7 @@ _PAYMENTS = ("card", "card", "card", "paypal", "paypal", "voucher")
 _APP_VERSIONS = ("5.0.9", "5.1.0", "5.1.3", "5.1.4", "5.2.0", "5.2.1")
 _NO_RESULTS = 0.08
 _FAILURES = ("card_declined", "insufficient_funds", "timeout")
-# Track events by name and relative frequency; the rest of an event is built per name.
+# Relative frequency of each track event name. `_PROPERTIES` builds the properties per name.
 _EVENT_WEIGHTS = {
     "Product Viewed": 40,
     "Product Added": 14,
@@ -61,8 +61,8 @@ def _lt(name: str, value: float) -> dict[str, Any]:
 
 
 # (event, property filters) of the action triggers, taken in turn by the action campaigns.
-# The filters are narrow, as most live campaigns' are: each one matches about 0.1% to 1%
-# of all events.
+# Each one matches about 0.1% to 1% of all events, so that about one event in five leads
+# to a decision.
 _ACTION_TRIGGERS: tuple[tuple[str, list[dict[str, Any]]], ...] = (
     ("Product Viewed", [_eq("category", "electronics.smartphone"), _gt("price", 490)]),
     ("Product Added", [_eq("category", "apparel.shoes"), _gt("price", 450)]),
@@ -228,7 +228,7 @@ def _what(channel: str) -> dict[str, Any]:
 
 
 class EventMix:
-    """Draws Segment messages: each user's first message is an `identify`, then tracks."""
+    """Source of Segment messages, in which each user's first message is an `identify`."""
 
     def __init__(self, users: int, seed: int) -> None:
         self._rng = random.Random(seed)
@@ -246,7 +246,7 @@ class EventMix:
         ]
 
     def next_message(self, moment: datetime) -> dict[str, Any]:
-        """Return the next message: a track event of a random user, after its `identify`."""
+        """Return a track event of a random user, or its `identify` if the user has had none."""
         user = self._rng.randrange(self._users)
         if user not in self._identified:
             return self._identify(user, moment)

@@ -345,7 +345,7 @@ def _profile(
     directory: Path,
 ) -> None:
     # The profiled Kafka run reads the topic of the measured run with a group of its own,
-    # so it also sees that run's Notification events, after the pre-filled ones.
+    # so it also reads that run's Notification events, which follow the pre-filled ones.
     rules = engine_rules(settings)
     profile_engine(
         directory / "engine-pure.prof",

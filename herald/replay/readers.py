@@ -11,7 +11,7 @@ import gzip
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
@@ -72,6 +72,8 @@ _ECOM_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _PHONE_PREFIX = "+1555"
 _PHONE_DIGITS = 7
 _ID_TYPES = (str, int)
+# Epoch values at or above this are milliseconds: as seconds it is the year 5138.
+_EPOCH_MS_THRESHOLD = 100_000_000_000
 
 
 def read_events(path: Path, file_format: ReplayFormat) -> MessageIterator:
@@ -223,29 +225,67 @@ def _ecom_track(row: dict[str, Any]) -> Message:
 
 
 def read_segment_jsonl(path: Path) -> MessageIterator:
-    """Read one Segment-spec message per line, in file order; blank lines are skipped.
+    """Read one Segment-spec message per line; blank lines are skipped.
+
+    Messages are sent in timestamp order, as live traffic would arrive; equal times, and
+    messages without a timestamp (which the API stamps on arrival, so they go last), keep
+    their file order. The whole file is read and checked before this returns, so a bad
+    line stops the replay before anything is sent.
 
     A message without `messageId` gets `jsonl-<line number>-<hash of the line>`, so a
     second replay of the same file sends the same ids. Fields are passed on as written.
 
     Raises:
-        ReplayFileError: the file cannot be opened (at once), or a line is not a JSON
-            object or not a valid Segment message (when the iterator reaches it).
+        ReplayFileError: the file cannot be opened, or a line is not a JSON object or not
+            a valid Segment message.
     """
-    stream = _open_text(path)
-    return MessageIterator(_iter_segment_messages(stream, path))
+    with _open_text(path) as stream:
+        messages = list(_iter_segment_messages(stream, path))
+    ordered = _in_time_order(messages, _segment_seconds)
+    return MessageIterator(iter(ordered), total=len(ordered))
+
+
+def _in_time_order(
+    messages: list[Message], seconds: Callable[[Message], float | None]
+) -> list[Message]:
+    def key(message: Message) -> tuple[bool, float]:
+        at = seconds(message)
+        return (at is None, at or 0.0)
+
+    return sorted(messages, key=key)
+
+
+def _segment_seconds(message: Message) -> float | None:
+    timestamp = message.get("timestamp")
+    if not isinstance(timestamp, str):
+        return None
+    moment = datetime.fromisoformat(timestamp)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _clevertap_seconds(record: Message) -> float | None:
+    value = record.get("ts")
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    # The upload API reads values this large as milliseconds.
+    return seconds / 1000 if seconds >= _EPOCH_MS_THRESHOLD else seconds
 
 
 def _iter_segment_messages(stream: IO[str], path: Path) -> Iterator[Message]:
-    with stream:
-        for number, line in _numbered_lines(stream, path):
-            message = _parse_object(line, f"{path}, line {number}")
-            problem = _segment_problem(message)
-            if problem:
-                raise ReplayFileError(f"{path}, line {number}: {problem}")
-            if "messageId" not in message:
-                message["messageId"] = _line_message_id(number, line)
-            yield message
+    for number, line in _numbered_lines(stream, path):
+        message = _parse_object(line, f"{path}, line {number}")
+        problem = _segment_problem(message)
+        if problem:
+            raise ReplayFileError(f"{path}, line {number}: {problem}")
+        if "messageId" not in message:
+            message["messageId"] = _line_message_id(number, line)
+        yield message
 
 
 def _segment_problem(message: Message) -> str | None:
@@ -320,14 +360,16 @@ def _line_message_id(number: int, line: str) -> str:
 def read_clevertap_records(path: Path) -> MessageIterator:
     """Read CleverTap upload records from `{"d": [...]}` or from one record per line.
 
-    Records are passed on unchanged and in file order; the API validates their fields.
-    The whole file is read and parsed before this returns.
+    Records are passed on unchanged, in the order of their `ts` (epoch seconds, or
+    milliseconds for values of 10^11 and more); equal times, and records without a usable
+    `ts`, keep their file order. The API validates their fields. The whole file is read
+    and parsed before this returns.
 
     Raises:
         ReplayFileError: the file cannot be read, or is neither an upload body nor JSON
             lines of objects.
     """
-    records = _load_records(path)
+    records = _in_time_order(_load_records(path), _clevertap_seconds)
     return MessageIterator(iter(records), total=len(records))
 
 

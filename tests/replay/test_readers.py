@@ -236,10 +236,30 @@ def test_segment_lines_pass_through(write_lines):
     assert list(read_segment_jsonl(path)) == messages
 
 
-def test_segment_total_unknown(write_lines):
+def test_segment_total_known_up_front(write_lines):
     path = write_lines([{"type": "track", "userId": "u1", "event": "Viewed"}])
 
-    assert read_segment_jsonl(path).total is None
+    assert read_segment_jsonl(path).total == 1
+
+
+def test_segment_sent_in_time_order(write_lines):
+    def track(message_id: str, timestamp: str | None) -> dict[str, object]:
+        message = {"type": "track", "userId": "u1", "event": "E", "messageId": message_id}
+        return message if timestamp is None else {**message, "timestamp": timestamp}
+
+    path = write_lines(
+        [
+            track("late", "2024-03-13T12:00:00+02:00"),
+            track("unstamped", None),
+            track("naive", "2024-03-13T09:30:00"),
+            track("early", "2024-03-13T09:00:00Z"),
+            track("same-as-late", "2024-03-13T10:00:00Z"),
+        ]
+    )
+
+    ids = [m["messageId"] for m in read_segment_jsonl(path)]
+
+    assert ids == ["early", "naive", "late", "same-as-late", "unstamped"]
 
 
 def test_segment_derived_ids(write_lines):
@@ -281,10 +301,8 @@ def test_segment_invalid_line(write_lines, line, problem):
     valid = {"type": "track", "userId": "u1", "event": "Viewed"}
     path = write_lines([valid, line])
 
-    messages = read_segment_jsonl(path)
-    next(messages)
     with pytest.raises(ReplayFileError) as raised:
-        next(messages)
+        read_segment_jsonl(path)
 
     assert str(raised.value).startswith(f"{path}, line 2: {problem}")
 
@@ -321,6 +339,20 @@ def test_clevertap_json_lines(write_lines):
 
     assert records.total == 2
     assert list(records) == RECORDS
+
+
+def test_clevertap_sent_in_time_order(write_lines):
+    records = [
+        {"identity": "u1", "ts": 1700000005, "type": "event", "evtName": "B"},
+        {"identity": "u1", "type": "profile", "profileData": {"Name": "Ada"}},
+        {"identity": "u1", "ts": "1700000001", "type": "event", "evtName": "A"},
+        {"identity": "u1", "ts": 1700000003000, "type": "event", "evtName": "Ms"},
+    ]
+    path = write_lines(records)
+
+    names = [r.get("evtName", "profile") for r in read_clevertap_records(path)]
+
+    assert names == ["A", "Ms", "B", "profile"]
 
 
 def test_clevertap_single_record_line(write_lines):
