@@ -227,9 +227,9 @@ def _ecom_track(row: dict[str, Any]) -> Message:
 def read_segment_jsonl(path: Path) -> MessageIterator:
     """Read one Segment-spec message per line; blank lines are skipped.
 
-    Messages are sent in timestamp order, as live traffic would arrive; equal times, and
-    messages without a timestamp (which the API stamps on arrival, so they go last), keep
-    their file order. The whole file is read and checked before this returns, so a bad
+    Messages are sent in timestamp order, as live traffic would arrive. Messages without a
+    timestamp go last, because the API stamps them on arrival. Equal times keep their file
+    order. The whole file is read and checked before this returns, so a bad
     line stops the replay before anything is sent.
 
     A message without `messageId` gets `jsonl-<line number>-<hash of the line>`, so a
@@ -360,9 +360,9 @@ def _line_message_id(number: int, line: str) -> str:
 def read_clevertap_records(path: Path) -> MessageIterator:
     """Read CleverTap upload records from `{"d": [...]}` or from one record per line.
 
-    Records are passed on unchanged, in the order of their `ts` (epoch seconds, or
-    milliseconds for values of 10^11 and more); equal times, and records without a usable
-    `ts`, keep their file order. The API validates their fields. The whole file is read
+    Records are passed on unchanged, in the order of their `ts`: epoch seconds, or
+    milliseconds for values of 10^11 and more. Records without a usable `ts` go last, and
+    equal times keep their file order. The API validates their fields. The whole file is read
     and parsed before this returns.
 
     Raises:
