@@ -97,8 +97,9 @@ class LandingSettings(BaseModel, frozen=True):
 class EngineSettings(BaseModel, frozen=True):
     """The real-time engine: consumer group, transactions and event-time rules.
 
-    `idle_watermark_s`: a partition without records for this long advances its event-time
-    watermark with the wall clock, so windows close when traffic stops.
+    `idle_watermark_s`: a partition without records for this long moves its event-time
+    watermark on, so windows close when traffic stops: up to the wall clock when it is
+    within `max_lateness_s` of it, else (a replay of history) by the time that passes.
     `transactional_id`: unique per worker, and stable across its restarts, so that a
     restarted worker aborts the transaction its predecessor left open. By default it is
     derived from the group, the host name and `worker_web_port`.

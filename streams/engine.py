@@ -328,7 +328,13 @@ class StreamEngine(ConsumerRebalanceListener):
         if step_s < _IDLE_TICK_S:
             return None
         self._last_tick_s[partition] = now_s
-        return engine.advance(engine.watermark_us + int(step_s * 1_000_000), campaigns, now)
+        target_us = engine.watermark_us + int(step_s * 1_000_000)
+        wall_us = int(now.timestamp() * 1_000_000)
+        if wall_us - engine.watermark_us <= self._rules.max_lateness_us:
+            # Live traffic: the quiet partition's event time is the wall clock. A watermark
+            # far behind it belongs to a replay of history, which only walks on.
+            target_us = max(target_us, wall_us)
+        return engine.advance(target_us, campaigns, now)
 
     def _current_campaigns(self) -> CampaignSet:
         if self._catalog.version != self._catalog_version:

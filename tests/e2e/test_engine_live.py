@@ -1,0 +1,74 @@
+"""The engine on live traffic: windows close by the wall clock once a partition goes quiet."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.support.engine import bootstrap_admin, publish, read_sends, wait_for_live_campaigns
+
+pytestmark = pytest.mark.kafka
+
+FORGOTTEN_CART = {
+    "name": "Forgotten cart",
+    "channel": "push",
+    "who": {"type": "all_users"},
+    "what": {
+        "variants": [
+            {
+                "name": "A",
+                "weight": 100,
+                "message": {"channel": "push", "title": "Still there?", "body": "Your cart"},
+            }
+        ]
+    },
+    "when": {
+        "type": "inaction",
+        "did": {"event": "add_to_cart"},
+        "did_not": {"event": "purchase"},
+        "within": "PT1M",
+    },
+}
+
+
+def _events(user: str, started: datetime, *names: str) -> list[dict[str, Any]]:
+    identify = {
+        "type": "identify",
+        "userId": user,
+        "messageId": f"{user}-identify",
+        "timestamp": started.isoformat(),
+        "traits": {"push_token": f"push-{user}"},
+    }
+    tracks = [
+        {
+            "type": "track",
+            "userId": user,
+            "event": name,
+            "messageId": f"{user}-{name}",
+            "timestamp": (started + timedelta(seconds=index)).isoformat(),
+        }
+        for index, name in enumerate(names)
+    ]
+    return [identify, *tracks]
+
+
+def test_quiet_partition_closes_its_windows_by_the_wall_clock(herald_stack) -> None:  # type: ignore[no-untyped-def]
+    stack = herald_stack(HERALD_ENGINE__IDLE_WATERMARK_S="1")
+    stack.start_api()
+    campaign_id = publish(stack, bootstrap_admin(stack), FORGOTTEN_CART)
+    wait_for_live_campaigns(stack.kafka, [campaign_id])
+    stack.start_worker()
+
+    # Carts a little under a minute old: only the wall clock can close their windows.
+    started = datetime.now(UTC) - timedelta(seconds=55)
+    batch = _events("forgetful", started, "add_to_cart") + _events(
+        "buyer", started, "add_to_cart", "purchase"
+    )
+    response = stack.post("/v1/batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+
+    [send] = read_sends(stack.kafka, 1, timeout_s=90)
+    assert send["user_id"] == "forgetful"
+    assert datetime.fromisoformat(send["send_at"]) == started + timedelta(minutes=1)
