@@ -5,6 +5,9 @@ its members are written, to awaiting the next run or completed. Each step is com
 with an audit entry by the actor `scheduler` and queued for the campaigns topic, like
 every other change.
 
+A date-property campaign stays running and has a run every day at its local time, for the
+users whose date comes `days_before` days later.
+
 A run is named by its campaign and the instant it was due (`last_run_at`), so a scheduler
 that crashes mid-run finds the campaign still running and writes the same run again: the
 engine's ledger drops the members it has already decided.
@@ -23,8 +26,8 @@ from control.campaigns import save_change
 from control.models import Account, Campaign
 from control.views import parse_when
 from domain.lifecycle import CampaignState
-from domain.schedule import first_run_at, is_triggered, next_run_after
-from schemas.campaign import RecurringSchedule
+from domain.schedule import first_run_at, is_triggered, next_date_run_after, next_run_after
+from schemas.campaign import DatePropertyTrigger, RecurringSchedule
 from schemas.envelope import format_timestamp
 
 __all__ = ["SCHEDULER_ACTOR", "DueRun", "begin_run", "due_runs", "end_run", "run_id_of"]
@@ -82,7 +85,7 @@ def due_runs(session: Session, now: datetime) -> list[DueRun]:
     for campaign in campaigns:
         definition = campaign.live_definition or {}
         when = parse_when(definition["when"])
-        if is_triggered(when):
+        if is_triggered(when) and not isinstance(when, DatePropertyTrigger):
             continue
         account = session.get_one(Account, campaign.account_id)
         run_at = _due_at(campaign, when, account.timezone, now)
@@ -95,6 +98,11 @@ def due_runs(session: Session, now: datetime) -> list[DueRun]:
 
 
 def _due_at(campaign: Campaign, when: Any, timezone: str, now: datetime) -> datetime | None:
+    if isinstance(when, DatePropertyTrigger):
+        # Live for good: `next_run_at` is the run in progress or the next one.
+        if campaign.state != CampaignState.RUNNING.value:
+            return None
+        return campaign.next_run_at or next_date_run_after(when, timezone, campaign.updated_at)
     if campaign.state == CampaignState.RUNNING.value:
         return campaign.last_run_at or now
     if campaign.state == CampaignState.AWAITING_NEXT_RUN.value:
@@ -105,12 +113,18 @@ def _due_at(campaign: Campaign, when: Any, timezone: str, now: datetime) -> date
 def begin_run(session: Session, run: DueRun, now: datetime) -> None:
     """Mark the campaign running with `run` as its current run, and commit."""
     campaign = session.get_one(Campaign, run.campaign_id)
-    if campaign.state == CampaignState.RUNNING.value and campaign.last_run_at == run.run_at:
+    if (
+        campaign.state == CampaignState.RUNNING.value
+        and campaign.last_run_at == run.run_at
+        and campaign.next_run_at == run.run_at
+    ):
         return
     from_state = campaign.state
     campaign.state = CampaignState.RUNNING.value
     campaign.has_started = True
     campaign.last_run_at = run.run_at
+    # Until the run ends, the run in progress is the next one to do.
+    campaign.next_run_at = run.run_at
     save_change(
         session,
         _actor(session, campaign),
@@ -133,15 +147,21 @@ def end_run(
     campaign = session.get_one(Campaign, run.campaign_id)
     when = parse_when(run.definition["when"])
     next_at = None
+    after = max(run.run_at, now)
     if isinstance(when, RecurringSchedule):
-        next_at = next_run_after(when, run.timezone, max(run.run_at, now))
-        # In UTC: Python never finds a local time in a repeated or skipped hour equal to
-        # the same instant in another zone.
-        next_at = next_at.astimezone(UTC) if next_at else None
+        next_at = next_run_after(when, run.timezone, after)
+    elif isinstance(when, DatePropertyTrigger):
+        next_at = next_date_run_after(when, run.timezone, after)
+    # In UTC: Python never finds a local time in a repeated or skipped hour equal to the
+    # same instant in another zone.
+    next_at = next_at.astimezone(UTC) if next_at else None
     from_state = campaign.state
-    campaign.state = (
-        CampaignState.AWAITING_NEXT_RUN.value if next_at else CampaignState.COMPLETED.value
-    )
+    if isinstance(when, DatePropertyTrigger):
+        campaign.state = CampaignState.RUNNING.value if next_at else CampaignState.COMPLETED.value
+    else:
+        campaign.state = (
+            CampaignState.AWAITING_NEXT_RUN.value if next_at else CampaignState.COMPLETED.value
+        )
     campaign.next_run_at = next_at
     save_change(
         session,

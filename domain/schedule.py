@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo
 from domain.errors import InvalidValue
 from schemas.campaign import (
     TRIGGERED_TYPES,
+    DatePropertyTrigger,
     OneTimeAt,
     OneTimeNow,
     RecurringSchedule,
     When,
 )
 
-__all__ = ["first_run_at", "is_triggered", "next_run_after", "reschedule"]
+__all__ = ["first_run_at", "is_triggered", "next_date_run_after", "next_run_after", "reschedule"]
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Five years of days bounds the search for a monthly schedule whose only chosen day
@@ -56,6 +57,26 @@ def next_run_after(when: RecurringSchedule, timezone: str, after: datetime) -> d
             return run
         day += timedelta(days=1)
     return None
+
+
+def next_date_run_after(
+    when: DatePropertyTrigger, timezone: str, after: datetime
+) -> datetime | None:
+    """Return the first daily run of a date-property campaign strictly after `after`.
+
+    Such a campaign runs every day at its `local_time`, sending to the users whose date
+    falls `days_before` days later. Runs stay within `start_at` and `end_at`.
+    """
+    if when.start_at is not None and after < when.start_at:
+        after = when.start_at - timedelta(microseconds=1)
+    daily = RecurringSchedule(
+        frequency="daily",
+        local_time=when.local_time,
+        start_date=after.astimezone(ZoneInfo(timezone)).date(),
+        end_at=when.end_at,
+        timezone=when.timezone,
+    )
+    return next_run_after(daily, timezone, after)
 
 
 def reschedule(when: When, at: datetime | None, run_now: bool, timezone: str) -> When:

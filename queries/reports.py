@@ -8,9 +8,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from queries.catalog import connect
 
-__all__ = ["delivery_outcomes", "event_counts"]
+__all__ = ["date_property_members", "delivery_outcomes", "event_counts"]
 
 
 @cache
@@ -25,6 +27,16 @@ def delivery_outcomes(
     return _rows(
         data_dir, "delivery_outcomes", {"start": start, "end": end, "campaign_id": campaign_id}
     )
+
+
+def date_property_members(
+    connection: duckdb.DuckDBPyConnection, property_name: str, target: date
+) -> list[str]:
+    """Return the users whose date trait `property_name` has its anniversary on `target`."""
+    cursor = connection.execute(
+        _sql("date_property_members"), {"property": property_name, "target": target}
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def _rows(data_dir: Path, name: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -27,11 +28,14 @@ from control.runs import DueRun, begin_run, due_runs, end_run
 from domain.delivery import too_many_qualified
 from herald.config import HeraldSettings
 from queries.catalog import connect
+from queries.reports import date_property_members
 from queries.segments import segment_members
 from schemas.campaign import (
     CampaignDelivery,
+    DatePropertyTrigger,
     InlineSegmentAudience,
     SavedSegmentAudience,
+    When,
     Who,
 )
 from schemas.envelope import format_timestamp
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 RUN_BATCH_USERS = 1000
 _WHO: TypeAdapter[Any] = TypeAdapter(Who)
+_WHEN: TypeAdapter[Any] = TypeAdapter(When)
 _ALL_USERS_SQL = (
     "SELECT DISTINCT coalesce(user_id, anonymous_id) AS user_id FROM events "
     "WHERE coalesce(user_id, anonymous_id) IS NOT NULL ORDER BY user_id"
@@ -110,6 +115,17 @@ class RunScheduler:
         )
 
     def _members(self, session: Any, run: DueRun) -> list[str]:
+        when = _WHEN.validate_python(run.definition["when"])
+        if isinstance(when, DatePropertyTrigger):
+            local_day = run.run_at.astimezone(ZoneInfo(run.timezone)).date()
+            target = local_day + timedelta(days=when.days_before)
+            with connect(self._settings.landing.data_dir) as connection:
+                dated = date_property_members(connection, when.property, target)
+            return self._audience(session, run, dated)
+        return self._audience(session, run, None)
+
+    def _audience(self, session: Any, run: DueRun, within: list[str] | None) -> list[str]:
+        """Return the members of the run's audience, among `within` when it is given."""
         who = _WHO.validate_python(run.definition["who"])
         definition: dict[str, Any] | None = None
         if isinstance(who, InlineSegmentAudience):
@@ -119,11 +135,17 @@ class RunScheduler:
             if segment is None:
                 raise LookupError(f"saved segment {who.segment_id!r} no longer exists")
             definition = segment.definition
+        if definition is None and within is not None:
+            return within
         with connect(self._settings.landing.data_dir) as connection:
             if definition is None:
                 return [row[0] for row in connection.execute(_ALL_USERS_SQL).fetchall()]
             rule = parse_segment_rule(definition)
-            return segment_members(connection, rule, now=run.run_at, tz=run.timezone)
+            members = segment_members(connection, rule, now=run.run_at, tz=run.timezone)
+        if within is None:
+            return members
+        kept = set(within)
+        return [member for member in members if member in kept]
 
     async def _write(self, run: DueRun, members: list[str]) -> None:
         # A producer per run: runs are rare, and nothing stays open between them.

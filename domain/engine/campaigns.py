@@ -115,9 +115,8 @@ def _compile_one(
 ) -> LiveCampaign | None:
     when = _WHEN.validate_python(definition["when"])
     trigger = compile_trigger(campaign_id, when)
-    triggered = when.type in TRIGGERED_TYPES
-    if triggered and (trigger is None or stored.get("state") not in LIVE_STATES):
-        # NOTE: date-property triggers are not sent yet.
+    # A date-property campaign is triggered, but the scheduler sends it by daily runs.
+    if when.type in TRIGGERED_TYPES and stored.get("state") not in LIVE_STATES:
         return None
     timezone = stored.get("timezone") or "UTC"
     delivery = CampaignDelivery.model_validate(definition["delivery"])

@@ -131,3 +131,19 @@ def test_unfinished_run_is_due_again(
         [again] = due_runs(session, now + timedelta(minutes=5))
         assert again.run_id == run.run_id
         assert run.run_id.endswith("@2024-03-09T15:00:00.000000Z")
+
+
+def test_date_property_campaign_runs_daily_and_stays_running(store: ControlStore) -> None:
+    birthday = {"type": "date_property", "property": "DOB", "days_before": 1, "local_time": "10:00"}
+    with store.session() as session:
+        campaign_id = _publish(session, birthday)
+        assert session.get_one(Campaign, campaign_id).state == "running"
+        # Published at 07:00 New York time, so the first run is at 10:00 that day.
+        first = datetime(2024, 3, 8, 15, 0, tzinfo=UTC)
+        assert due_runs(session, first - timedelta(microseconds=1)) == []
+        # The spring change falls in between: 10:00 EDT is 14:00 UTC.
+        assert _run_once(session, first) == datetime(2024, 3, 9, 15, 0, tzinfo=UTC)
+        assert session.get_one(Campaign, campaign_id).state == "running"
+        assert _run_once(session, datetime(2024, 3, 9, 15, 0, tzinfo=UTC)) == datetime(
+            2024, 3, 10, 14, 0, tzinfo=UTC
+        )
