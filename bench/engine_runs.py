@@ -107,6 +107,32 @@ def micro_batch_records(
     return records
 
 
+async def prefill_in_order(
+    kafka: KafkaSettings, pairs: Sequence[tuple[dict[str, Any], bytes]], batch_size: int
+) -> Measurement:
+    """Write events in requests of `batch_size`, one request at a time.
+
+    `bench.consumers.prefill_micro_batches` keeps several requests in flight, so records
+    of a partition can land out of order. A user's track events could then come before
+    the `identify` that gives the user contact traits, and the engine would decide
+    differently from the pure run.
+    """
+    producer = EventProducer(kafka)
+    await producer.start()
+    started_s = time.perf_counter()
+    try:
+        with progress_bar(f"Pre-filling {kafka.events_topic}", len(pairs)) as advance:
+            for start in range(0, len(pairs), batch_size):
+                await producer.send_events(pairs[start : start + batch_size])
+                advance(start + batch_size)
+    finally:
+        await producer.stop()
+    elapsed_s = time.perf_counter() - started_s
+    return Measurement(
+        "Pre-fill, micro-batch records", len(pairs), elapsed_s, note="one request at a time"
+    )
+
+
 # Pure engine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply_event", "new_profile"]
+__all__ = ["apply_event", "apply_traits", "new_profile"]
 
 # Event types whose traits describe the user; a group call's traits describe the group.
 _PROFILE_TYPES = frozenset({"identify"})
@@ -33,14 +33,31 @@ def apply_event(profile: dict[str, Any], envelope: dict[str, Any]) -> dict[str, 
     timestamp = envelope["timestamp"]
     profile["first_seen"] = min(profile["first_seen"], timestamp)
     profile["last_seen"] = max(profile["last_seen"], timestamp)
+    apply_traits(profile, envelope)
+    return profile
+
+
+def apply_traits(profile: dict[str, Any], envelope: dict[str, Any]) -> bool:
+    """Fold one event's identity and traits into a profile, in place.
+
+    The same rules as `apply_event`, without the first and last seen times: the engine
+    keeps only what its decisions read, so that most events leave its state unchanged.
+
+    Returns:
+        True when the profile changed.
+    """
+    changed = False
     if envelope.get("anonymous_id") and not profile.get("anonymous_id"):
         profile["anonymous_id"] = envelope["anonymous_id"]
+        changed = True
     if envelope["type"] in _PROFILE_TYPES and envelope.get("traits"):
+        timestamp = envelope["timestamp"]
         updated_at = profile.get("traits_updated_at")
         if updated_at is None or timestamp >= updated_at:
             _merge_traits(profile["traits"], envelope["traits"])
             profile["traits_updated_at"] = timestamp
-    return profile
+            changed = True
+    return changed
 
 
 def _merge_traits(traits: dict[str, Any], update: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ out what `Effects` lists; the tests and the benchmark drive the same object.
 
 Per user, the state is one JSON object:
 
-    {"profile":   the profile as `domain.profiles` keeps it,
+    {"profile":   identity and traits, as `domain.profiles.apply_traits` keeps them,
      "triggers":  `TriggerState` (delayed sends and open inaction windows),
      "deferred":  [[campaign id, occasion, send at µs, run id or null], …] held back
                   by quiet hours, the throttle or a user's local run time, decided
@@ -60,8 +60,7 @@ from domain.delivery.clock import local_instant, resolve_zone
 from domain.delivery.state import HISTORY_HORIZON_S
 from domain.engine.campaigns import CampaignSet, LiveCampaign
 from domain.errors import InvalidValue
-from domain.profiles import apply_event as apply_to_profile
-from domain.profiles import new_profile
+from domain.profiles import apply_traits
 from domain.segments.state import DEFAULT_HORIZON_DAYS
 from domain.segments.state import apply_event as apply_to_behaviour
 from domain.triggers import (
@@ -123,9 +122,14 @@ def send_id_of(campaign_id: str, occasion: str, user_key: str) -> str:
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
-def _new_user(envelope: dict[str, Any], partition: int) -> dict[str, Any]:
+def _new_user(envelope: dict[str, Any]) -> dict[str, Any]:
     return {
-        "profile": new_profile(envelope, partition),
+        "profile": {
+            "user_id": envelope.get("user_id"),
+            "anonymous_id": envelope.get("anonymous_id"),
+            "traits": {},
+            "traits_updated_at": None,
+        },
         "triggers": TriggerState().to_json(),
         "deferred": [],
         "history": new_user_history(),
@@ -254,22 +258,26 @@ class PartitionEngine:
         if trusted and (self.watermark_us is None or at_us > self.watermark_us):
             self._advance(at_us, campaigns, now, effects)
         state = self.users.get(key)
+        # Most events change nothing the engine keeps, and then no state is written.
+        changed = state is None
         if state is None:
-            state = self.users[key] = _new_user(envelope, self.partition)
-        apply_to_profile(state["profile"], envelope)
+            state = self.users[key] = _new_user(envelope)
+        changed |= apply_traits(state["profile"], envelope)
         if campaigns.features:
-            apply_to_behaviour(
+            changed |= apply_to_behaviour(
                 state["behaviour"],
                 envelope,
                 campaigns.features,
                 self.rules.account.zone,
                 horizon_days=self.rules.horizon_days,
             )
-        effects.changed.add(key)
+        if changed:
+            effects.changed.add(key)
         triggers = campaigns.triggers_for(envelope.get("event"))
         if not triggers:
             return
-        trigger_state = TriggerState.from_json(state["triggers"])
+        before = state["triggers"]
+        trigger_state = TriggerState.from_json(before)
         pending_before = len(trigger_state.pending)
         fires = on_event(
             triggers,
@@ -280,7 +288,10 @@ class PartitionEngine:
             self.rules.max_lateness_us,
             self.rules.max_future_us,
         )
-        state["triggers"] = trigger_state.to_json()
+        after = trigger_state.to_json()
+        if after != before:
+            state["triggers"] = after
+            effects.changed.add(key)
         for campaign_id, _, fire_at_us in trigger_state.pending[pending_before:]:
             # A window is due only once the watermark is past its end.
             closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
