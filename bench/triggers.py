@@ -300,7 +300,7 @@ def _run(
     console.print(f"Events: {counts}")
 
     baseline = asyncio.run(
-        _prefill_and_land(settings, kafka, pairs, workload, root, prefix, landing)
+        _prefill_and_land(settings, kafka, pairs, workload.batch_size, root if landing else None)
     )
     records = micro_batch_records(pairs, kafka.partitions, workload.batch_size)
     rules = engine_rules(settings)
@@ -313,7 +313,7 @@ def _run(
         )
     )
     if profile is not None:
-        _profile(settings, kafka, catalog, records, len(pairs), prefix, profile)
+        _profile(settings, kafka, catalog, pairs, workload.batch_size, prefix, profile)
     return _Results(mix, baseline, [pure, stream])
 
 
@@ -321,18 +321,18 @@ async def _prefill_and_land(
     settings: HeraldSettings,
     kafka: KafkaSettings,
     pairs: list[tuple[dict[str, Any], bytes]],
-    workload: Workload,
-    root: Path,
-    prefix: str,
-    landing: bool,
+    batch_size: int,
+    landing_root: Path | None,
 ) -> list[Measurement]:
+    """Create the topics and pre-fill them. With a `landing_root` for the landing's data,
+    also time the landing and the baseline on them."""
     await ensure_topics(kafka, herald_topics(kafka))
-    results = [await prefill_in_order(kafka, pairs, workload.batch_size)]
-    if not landing:
+    results = [await prefill_in_order(kafka, pairs, batch_size)]
+    if landing_root is None:
         return results
     # The landing and the baseline run before the engine, which appends its Notification
     # events to the same topic.
-    landing_config = landing_settings(settings.landing, root, prefix)
+    landing_config = landing_settings(settings.landing, landing_root, kafka.events_topic)
     shape = "micro-batch records"
     results.append(await measure_landing(kafka, landing_config, len(pairs), f"Landing, {shape}"))
     baselines = [
@@ -367,13 +367,12 @@ def _profile(
     settings: HeraldSettings,
     kafka: KafkaSettings,
     catalog: CampaignCatalog,
-    records: list[tuple[int, bytes]],
-    events: int,
+    pairs: list[tuple[dict[str, Any], bytes]],
+    batch_size: int,
     prefix: str,
     directory: Path,
 ) -> None:
-    # The profiled Kafka run reads the topic of the measured run with a group of its own,
-    # so it also reads that run's Notification events, which follow the pre-filled ones.
+    records = micro_batch_records(pairs, kafka.partitions, batch_size)
     rules = engine_rules(settings)
     profile_engine(
         directory / "engine-pure.prof",
@@ -381,11 +380,15 @@ def _profile(
             records, kafka.partitions, rules, catalog.live_campaigns(), "Pure engine, cProfile"
         ),
     )
-    profiled = engine_settings(settings, kafka, f"{prefix}-profiled")
+    # New topics: on the measured run's topics the engine would restore that run's state,
+    # whose ledgers skip every decision.
+    profiled_kafka = trigger_kafka(kafka.bootstrap_servers, kafka.partitions, f"{prefix}-profiled")
+    asyncio.run(_prefill_and_land(settings, profiled_kafka, pairs, batch_size, None))
+    profiled = engine_settings(settings, profiled_kafka, f"{prefix}-profiled")
     profile_engine(
         directory / "engine-kafka.prof",
         lambda: asyncio.run(
-            measure_stream_engine(profiled, catalog, events, "Engine over Kafka, cProfile")
+            measure_stream_engine(profiled, catalog, len(pairs), "Engine over Kafka, cProfile")
         ),
     )
 

@@ -50,7 +50,9 @@ def build_worker_app(
 
         @app.task
         async def land_events() -> None:
-            await _with_restarts("landing", ParquetLanding(settings.kafka, settings.landing).run)
+            await _with_restarts(
+                "landing", lambda: ParquetLanding(settings.kafka, settings.landing).run()
+            )
 
     if engine and settings.engine.enabled:
         catalog = CampaignCatalog()
@@ -62,7 +64,9 @@ def build_worker_app(
 
         @app.task
         async def run_engine() -> None:
-            await _with_restarts("engine", StreamEngine(settings, catalog, ready).run)
+            # A new engine each time: one that failed mid-transaction holds state that
+            # was never committed.
+            await _with_restarts("engine", lambda: StreamEngine(settings, catalog, ready).run())
 
         scheduler = RunScheduler(settings)
 
