@@ -75,10 +75,13 @@ _EVENT_TIME_SPAN = timedelta(hours=1)
 _TICK_S = 0.01
 # The baseline reads the topic in about a second, so the median of a few runs is steadier.
 _BASELINE_RUNS = 3
+_PURE = "Engine, pure (no Kafka)"
+_OVER_KAFKA = "Engine over Kafka"
 # NOTE: far below the engine's default of 500. The engine writes the Notification events
 # of one poll and partition as a single record, about 15 KB per input record of this
-# workload. From about 70 input records per poll, that record passes the broker's default
-# `message.max.bytes` (1 MiB), and the engine stops with MessageSizeTooLargeError.
+# workload. From about 70 input records of one partition in a poll, that record passes
+# the broker's default `message.max.bytes` (1 MiB), and the engine stops with
+# MessageSizeTooLargeError.
 _MAX_POLL_RECORDS = 50
 _PACKAGES = ("aiokafka", "orjson", "pydantic", "jinja2", "pyarrow", "duckdb")
 
@@ -181,7 +184,7 @@ def _print_targets(results: _Results) -> None:
     by_name = {item.name: item for item in results.baseline}
     landing = by_name.get("Landing, micro-batch records")
     stream = next(
-        (run.measurement for run in results.engines if "Kafka" in run.measurement.name), None
+        (run.measurement for run in results.engines if run.measurement.name == _OVER_KAFKA), None
     )
     if landing is not None and stream is not None and landing.cpu_rate and stream.cpu_rate:
         print(
@@ -304,12 +307,10 @@ def _run(
     )
     records = micro_batch_records(pairs, kafka.partitions, workload.batch_size)
     rules = engine_rules(settings)
-    pure = measure_pure_engine(
-        records, kafka.partitions, rules, catalog.live_campaigns(), "Engine, pure (no Kafka)"
-    )
+    pure = measure_pure_engine(records, kafka.partitions, rules, catalog.live_campaigns(), _PURE)
     stream = asyncio.run(
         measure_stream_engine(
-            engine_settings(settings, kafka, prefix), catalog, len(pairs), "Engine over Kafka"
+            engine_settings(settings, kafka, prefix), catalog, len(pairs), _OVER_KAFKA
         )
     )
     if profile is not None:
@@ -380,8 +381,8 @@ def _profile(
             records, kafka.partitions, rules, catalog.live_campaigns(), "Pure engine, cProfile"
         ),
     )
-    # New topics: on the measured run's topics the engine would restore that run's state,
-    # whose ledgers skip every decision.
+    # The profiled run gets new topics. On the measured run's topics the engine would
+    # restore that run's state, whose ledgers skip every decision.
     profiled_kafka = trigger_kafka(kafka.bootstrap_servers, kafka.partitions, f"{prefix}-profiled")
     asyncio.run(_prefill_and_land(settings, profiled_kafka, pairs, batch_size, None))
     profiled = engine_settings(settings, profiled_kafka, f"{prefix}-profiled")

@@ -44,8 +44,9 @@ from domain.delivery import AccountRules
 from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine
 from herald.config import HeraldSettings, KafkaSettings
 from schemas.delivery import AccountDeliverySettings
-from schemas.wire import decode_events, encode_events
+from schemas.wire import decode_events
 from streams.catalog import CampaignCatalog
+from streams.producer import bounded_records
 
 __all__ = [
     "CONTROL_HEADER",
@@ -385,8 +386,11 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
             )
         if result.events:
-            value = encode_events([orjson.dumps(event) for event in result.events])
-            futures.append(await send(self._kafka.events_topic, value=value, partition=partition))
+            encoded = [orjson.dumps(event) for event in result.events]
+            for value in bounded_records(encoded):
+                futures.append(
+                    await send(self._kafka.events_topic, value=value, partition=partition)
+                )
         state_topic = self._kafka.engine_state_topic
         for key in result.changed:
             state = engine.users.get(key)

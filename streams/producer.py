@@ -23,7 +23,7 @@ from herald.config import KafkaSettings
 from herald.errors import TransientError
 from schemas.wire import encode_events, partition_key
 
-__all__ = ["EventProducer", "KafkaUnavailable", "partition_for"]
+__all__ = ["EventProducer", "KafkaUnavailable", "bounded_records", "partition_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class EventProducer:
         sends = [
             self._send(self._settings.events_topic, value, partition)
             for partition, encoded in batches.items()
-            for value in _records(encoded)
+            for value in bounded_records(encoded)
         ]
         await self._await_all(sends)
 
@@ -156,7 +156,7 @@ class EventProducer:
             ) from None
 
 
-def _records(encoded: list[bytes]) -> list[bytes]:
+def bounded_records(encoded: list[bytes]) -> list[bytes]:
     """Group serialised envelopes into record values of bounded size, keeping their order."""
     records: list[bytes] = []
     start, size = 0, 0
