@@ -77,12 +77,6 @@ _TICK_S = 0.01
 _BASELINE_RUNS = 3
 _PURE = "Engine, pure (no Kafka)"
 _OVER_KAFKA = "Engine over Kafka"
-# NOTE: far below the engine's default of 500. The engine writes the Notification events
-# of one poll and partition as a single record, about 15 KB per input record of this
-# workload. From about 70 input records of one partition in a poll, that record passes
-# the broker's default `message.max.bytes` (1 MiB), and the engine stops with
-# MessageSizeTooLargeError.
-_MAX_POLL_RECORDS = 50
 _PACKAGES = ("aiokafka", "orjson", "pydantic", "jinja2", "pyarrow", "duckdb")
 
 
@@ -234,14 +228,18 @@ def main(
         typer.Option(help="Kafka bootstrap address on loopback; default from settings."),
     ] = None,
     max_poll_records: Annotated[
-        int, typer.Option(min=1, help="Records the engine takes per poll and transaction.")
-    ] = _MAX_POLL_RECORDS,
+        int | None,
+        typer.Option(
+            min=1, help="Records the engine takes per poll and transaction; default from settings."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic events.")] = 7,
 ) -> None:
     """Measure the real-time engine: throughput with 50 campaigns, and send latency."""
     settings = HeraldSettings()
-    engine = settings.engine.model_copy(update={"max_poll_records": max_poll_records})
-    settings = settings.model_copy(update={"engine": engine})
+    if max_poll_records is not None:
+        engine = settings.engine.model_copy(update={"max_poll_records": max_poll_records})
+        settings = settings.model_copy(update={"engine": engine})
     configure_logging("warning", settings.log_format)
     bootstrap = bootstrap or settings.kafka.bootstrap_servers
     require_loopback(bootstrap)

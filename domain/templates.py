@@ -98,8 +98,34 @@ def render_template(
         InvalidValue: a placeholder has no value and no default, the sandbox blocked it,
             the template failed on this data, or the result is too long.
     """
+    return _render(text, _context(profile, defaults), path)
+
+
+def _context(profile: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     # A null trait counts as missing, so the default applies.
-    context = {"profile": {**defaults, **{k: v for k, v in profile.items() if v is not None}}}
+    return {"profile": {**defaults, **{k: v for k, v in profile.items() if v is not None}}}
+
+
+def _is_static(text: str) -> bool:
+    # Jinja would leave such a text as it is: nothing to substitute, no line ending to
+    # normalise, no final newline to drop.
+    return "{" not in text and "\r" not in text and not text.endswith("\n")
+
+
+def _render(text: str, context: dict[str, Any], path: tuple[str | int, ...]) -> str:
+    if _is_static(text):
+        rendered = text
+    else:
+        rendered = _render_jinja(text, context, path)
+    if len(rendered) > MAX_RENDERED_CHARS:
+        raise InvalidValue(
+            f"the rendered text is {len(rendered)} characters, more than {MAX_RENDERED_CHARS}",
+            path,
+        )
+    return rendered
+
+
+def _render_jinja(text: str, context: dict[str, Any], path: tuple[str | int, ...]) -> str:
     try:
         rendered = _compiled(text, _is_html(path)).render(context)
     except UndefinedError as error:
@@ -114,11 +140,6 @@ def render_template(
         raise InvalidValue(
             f"cannot render {text[:200]!r}: {type(error).__name__}: {str(error)[:200]}", path
         ) from None
-    if len(rendered) > MAX_RENDERED_CHARS:
-        raise InvalidValue(
-            f"the rendered text is {len(rendered)} characters, more than {MAX_RENDERED_CHARS}",
-            path,
-        )
     return rendered
 
 
@@ -129,10 +150,14 @@ def render_tree(
     path: tuple[str | int, ...] = (),
 ) -> Any:
     """Render every string inside `value`, a JSON-like tree, and return the rendered copy."""
+    return _render_tree(value, _context(profile, defaults), path)
+
+
+def _render_tree(value: Any, context: dict[str, Any], path: tuple[str | int, ...]) -> Any:
     if isinstance(value, str):
-        return render_template(value, profile, defaults, path)
+        return _render(value, context, path)
     if isinstance(value, Mapping):
-        return {k: render_tree(v, profile, defaults, (*path, k)) for k, v in value.items()}
+        return {k: _render_tree(v, context, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_tree(v, profile, defaults, (*path, i)) for i, v in enumerate(value)]
+        return [_render_tree(v, context, (*path, i)) for i, v in enumerate(value)]
     return value

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from domain.segments.values import value_predicate
 from schemas.campaign import EventTrigger, InactionTrigger, PropertyFilter
 
@@ -78,6 +80,10 @@ class CompiledTrigger:
     # Names of the events the matchers accept, so that a caller can index triggers by event.
     start_event: str = ""
     cancel_event: str | None = None
+    # The property filters alone. Triggers with equal filters share one function, so an
+    # event evaluates each distinct condition once however many campaigns use it.
+    start_properties: _Matcher | None = None
+    cancel_properties: _Matcher | None = None
 
 
 @dataclass(slots=True)
@@ -91,6 +97,8 @@ class TriggerState:
 
     pending: list[list[Any]] = field(default_factory=list)
     last_cancel: dict[str, int] = field(default_factory=dict)
+    # Set by `on_event` when it changed the state; not part of the JSON.
+    changed: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"pending": self.pending, "last_cancel": self.last_cancel}
@@ -103,6 +111,11 @@ class TriggerState:
             pending=[list(item) for item in data["pending"]], last_cancel=dict(data["last_cancel"])
         )
 
+    @classmethod
+    def over(cls, data: dict[str, Any]) -> TriggerState:
+        """Wrap stored JSON without copying it; write `to_json()` back after a change."""
+        return cls(pending=data["pending"], last_cancel=data["last_cancel"])
+
 
 def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
     """Compile an event or inaction trigger; other schedules return None."""
@@ -114,6 +127,7 @@ def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
             profile=_filters_matcher(when.profile_filters) if when.profile_filters else None,
             offset_us=_micros(when.delay),
             start_event=when.event,
+            start_properties=_filters_matcher(when.property_filters),
         )
     if isinstance(when, InactionTrigger):
         return CompiledTrigger(
@@ -124,6 +138,8 @@ def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
             offset_us=_micros(when.within),
             start_event=when.did.event,
             cancel_event=when.did_not.event,
+            start_properties=_filters_matcher(when.did.property_filters),
+            cancel_properties=_filters_matcher(when.did_not.property_filters),
         )
     return None
 
@@ -142,12 +158,46 @@ def _event_matcher(name: str, filters: list[PropertyFilter]) -> _Matcher:
 
 
 def _filters_matcher(filters: list[PropertyFilter]) -> _Matcher:
+    key = orjson.dumps(
+        sorted(
+            (item.model_dump(mode="json") for item in filters),
+            key=lambda dumped: orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS),
+        ),
+        option=orjson.OPT_SORT_KEYS,
+    )
+    matcher = _SHARED_MATCHERS.get(key)
+    if matcher is None:
+        matcher = _SHARED_MATCHERS[key] = _build_filters_matcher(filters)
+    return matcher
+
+
+def _build_filters_matcher(filters: list[PropertyFilter]) -> _Matcher:
+    if not filters:
+        return _always
     tests = [(item.property, value_predicate(item.op, item.value)) for item in filters]
+    if len(tests) == 1:
+        [(name, test)] = tests
+
+        def matches_one(values: dict[str, Any]) -> bool:
+            return test(values.get(name))
+
+        return matches_one
 
     def matches(values: dict[str, Any]) -> bool:
-        return all(test(values.get(name)) for name, test in tests)
+        for name, test in tests:
+            if not test(values.get(name)):
+                return False
+        return True
 
     return matches
+
+
+def _always(_values: dict[str, Any]) -> bool:
+    return True
+
+
+# Matchers by the canonical JSON of their filters; bounded by the campaigns' conditions.
+_SHARED_MATCHERS: dict[bytes, _Matcher] = {}
 
 
 def on_event(
@@ -158,21 +208,31 @@ def on_event(
     watermark_us: int,
     max_lateness_us: int = DEFAULT_MAX_LATENESS_US,
     max_future_us: int = DEFAULT_MAX_FUTURE_US,
+    at_us: int | None = None,
 ) -> list[TriggerFire]:
     """Apply one event of a user to their trigger state; return the sends it fires now.
 
     `traits` is the user's profile as it is after this event; `watermark_us` is the
-    partition's watermark, which this very event may have advanced. Delayed sends and
-    windows go into `state.pending`.
+    partition's watermark, which this very event may have advanced; `at_us` is the event's
+    time when the caller has already read it. Delayed sends and windows go into
+    `state.pending`, and `state.changed` tells whether anything changed.
     """
-    at_us = epoch_us(envelope["timestamp"])
-    earliest_us = watermark_us - max_lateness_us
-    latest_us = watermark_us + max_future_us
+    if envelope.get("type") != "track":
+        return []
+    name = envelope.get("event")
+    if at_us is None:
+        at_us = epoch_us(envelope["timestamp"])
+    in_time = watermark_us - max_lateness_us <= at_us <= watermark_us + max_future_us
+    # Each distinct property condition is evaluated once for this event.
+    verdicts: dict[_Matcher, bool] = {}
     fires: list[TriggerFire] = []
     for trigger in triggers:
-        if trigger.cancel is not None and trigger.cancel(envelope):
-            _cancel_windows(state, trigger, at_us)
-        if not trigger.start(envelope) or not earliest_us <= at_us <= latest_us:
+        if trigger.cancel is not None and trigger.cancel_event == name:
+            if _passes(trigger.cancel_properties, trigger.cancel, envelope, verdicts):
+                _cancel_windows(state, trigger, at_us)
+        if trigger.start_event != name or not in_time:
+            continue
+        if not _passes(trigger.start_properties, trigger.start, envelope, verdicts):
             continue
         if trigger.profile is not None and not trigger.profile(traits):
             continue
@@ -183,7 +243,27 @@ def on_event(
             fires.append(fire)
         elif trigger.kind == "action" or not _cancelled_before(state, trigger, at_us):
             state.pending.append([fire.campaign_id, fire.trigger_id, fire.fire_at_us])
+            state.changed = True
     return fires
+
+
+def _passes(
+    properties_matcher: _Matcher | None,
+    envelope_matcher: _Matcher,
+    envelope: dict[str, Any],
+    verdicts: dict[_Matcher, bool],
+) -> bool:
+    """Apply a trigger's property filters, remembering the verdict for this event.
+
+    A trigger built without a properties matcher is matched on the whole envelope.
+    """
+    if properties_matcher is None:
+        return envelope_matcher(envelope)
+    verdict = verdicts.get(properties_matcher)
+    if verdict is None:
+        verdict = properties_matcher(envelope.get("properties") or {})
+        verdicts[properties_matcher] = verdict
+    return verdict
 
 
 def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:
@@ -193,6 +273,7 @@ def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int)
 
 
 def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
+    state.changed = True
     campaign = trigger.campaign_id
     state.last_cancel[campaign] = max(at_us, state.last_cancel.get(campaign, at_us))
     state.pending = [

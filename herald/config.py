@@ -116,6 +116,9 @@ class EngineSettings(BaseModel, frozen=True):
     frequency_caps: GlobalFrequencyCaps = GlobalFrequencyCaps()
     control_group_percent: int | None = Field(default=None, ge=2, le=5)
     max_poll_records: int = Field(default=500, gt=0)
+    # The engine's own transactions on the events topic make a read_committed fetch wait
+    # its whole allowance for new records; a short one keeps the send latency low.
+    fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
     # How often the leader worker looks for due runs of scheduled campaigns.
     scheduler_interval_s: float = Field(default=10.0, gt=0)
     transaction_timeout_s: float = Field(default=20.0, ge=1)

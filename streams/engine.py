@@ -144,6 +144,7 @@ class StreamEngine(ConsumerRebalanceListener):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=engine.fetch_max_wait_ms,
         )
         topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
         self._consumer.subscribe(topics, listener=self)

@@ -253,10 +253,10 @@ class PartitionEngine:
         if not key:
             return
         at_us = epoch_us(envelope["timestamp"])
-        received = envelope.get("received_at")
-        trusted = received is None or at_us <= epoch_us(received) + self.rules.max_future_us
-        if trusted and (self.watermark_us is None or at_us > self.watermark_us):
-            self._advance(at_us, campaigns, now, effects)
+        if self.watermark_us is None or at_us > self.watermark_us:
+            received = envelope.get("received_at")
+            if received is None or at_us <= epoch_us(received) + self.rules.max_future_us:
+                self._advance(at_us, campaigns, now, effects)
         state = self.users.get(key)
         # Most events change nothing the engine keeps, and then no state is written.
         changed = state is None
@@ -276,9 +276,7 @@ class PartitionEngine:
         triggers = campaigns.triggers_for(envelope.get("event"))
         if not triggers:
             return
-        before = state["triggers"]
-        trigger_state = TriggerState.from_json(before)
-        pending_before = len(trigger_state.pending)
+        trigger_state = TriggerState.over(state["triggers"])
         fires = on_event(
             triggers,
             trigger_state,
@@ -287,15 +285,17 @@ class PartitionEngine:
             self.watermark_us if self.watermark_us is not None else at_us,
             self.rules.max_lateness_us,
             self.rules.max_future_us,
+            at_us,
         )
-        after = trigger_state.to_json()
-        if after != before:
-            state["triggers"] = after
+        if trigger_state.changed:
+            state["triggers"] = trigger_state.to_json()
             effects.changed.add(key)
-        for campaign_id, _, fire_at_us in trigger_state.pending[pending_before:]:
-            # A window is due only once the watermark is past its end.
-            closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
-            heapq.heappush(self._due, (closes_us, key))
+            message_id = envelope["message_id"]
+            for campaign_id, trigger_id, fire_at_us in trigger_state.pending:
+                if trigger_id == message_id:
+                    # A window is due only once the watermark is past its end.
+                    closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
+                    heapq.heappush(self._due, (closes_us, key))
         for fire in fires:
             self._decide(
                 key,
