@@ -273,14 +273,19 @@ def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int)
 
 
 def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
-    state.changed = True
     campaign = trigger.campaign_id
-    state.last_cancel[campaign] = max(at_us, state.last_cancel.get(campaign, at_us))
-    state.pending = [
+    last = state.last_cancel.get(campaign)
+    if last is None or at_us > last:
+        state.last_cancel[campaign] = at_us
+        state.changed = True
+    kept = [
         item
         for item in state.pending
         if not (item[0] == campaign and item[2] - trigger.offset_us <= at_us <= item[2])
     ]
+    if len(kept) != len(state.pending):
+        state.pending = kept
+        state.changed = True
 
 
 def due_fires(
