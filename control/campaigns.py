@@ -49,6 +49,7 @@ from schemas.campaign import (
     CampaignPreview,
     CampaignPreviewRequest,
     CampaignUpdate,
+    RecurringSchedule,
     SavedSegmentAudience,
     When,
 )
@@ -237,6 +238,12 @@ def publish_target(campaign: Campaign, when: When, timezone: str, now: datetime)
             return CampaignState(campaign.state)
         return CampaignState(campaign.resume_state or CampaignState.RUNNING.value)
     first = first_run_at(when, timezone)
+    if first is None and isinstance(when, RecurringSchedule):
+        raise InvalidValue(
+            f"campaign {campaign.name!r} has no run: no day between its start and end "
+            "matches its schedule; change the days or the dates",
+            ("when",),
+        )
     if first is not None and first <= now and not is_triggered(when):
         raise ScheduledTimePassed(
             f"campaign {campaign.name!r} was scheduled for {first.isoformat()}, which has "

@@ -27,10 +27,18 @@ from control.models import Account, Campaign
 from control.views import parse_when
 from domain.lifecycle import CampaignState
 from domain.schedule import first_run_at, is_triggered, next_date_run_after, next_run_after
-from schemas.campaign import DatePropertyTrigger, RecurringSchedule
+from schemas.campaign import DatePropertyTrigger, OneTimeNow, RecurringSchedule
 from schemas.envelope import format_timestamp
 
-__all__ = ["SCHEDULER_ACTOR", "DueRun", "begin_run", "due_runs", "end_run", "run_id_of"]
+__all__ = [
+    "SCHEDULER_ACTOR",
+    "DueRun",
+    "begin_run",
+    "due_runs",
+    "end_run",
+    "run_id_of",
+    "start_triggered",
+]
 
 SCHEDULER_ACTOR = "scheduler"
 _RUN_STATES = (
@@ -97,6 +105,38 @@ def due_runs(session: Session, now: datetime) -> list[DueRun]:
     return sorted(due, key=lambda run: (run.run_at, run.campaign_id))
 
 
+def start_triggered(session: Session, now: datetime) -> list[str]:
+    """Mark running the triggered campaigns whose `start_at` has come; return their ids.
+
+    The engine reacts to them from `start_at` on in any case; this keeps the state that
+    people see in step.
+    """
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.state == CampaignState.SCHEDULED.value,
+            Campaign.archived.is_(False),
+            Campaign.live_definition.is_not(None),
+        )
+    ).all()
+    started = []
+    for campaign in campaigns:
+        when = parse_when((campaign.live_definition or {})["when"])
+        if not is_triggered(when) or (when.start_at is not None and when.start_at > now):
+            continue
+        campaign.state = CampaignState.RUNNING.value
+        campaign.has_started = True
+        save_change(
+            session,
+            _actor(session, campaign),
+            campaign,
+            "start",
+            now,
+            from_state=CampaignState.SCHEDULED.value,
+        )
+        started.append(campaign.id)
+    return started
+
+
 def _due_at(campaign: Campaign, when: Any, timezone: str, now: datetime) -> datetime | None:
     if isinstance(when, DatePropertyTrigger):
         # Live for good: `next_run_at` is the run in progress or the next one.
@@ -107,7 +147,10 @@ def _due_at(campaign: Campaign, when: Any, timezone: str, now: datetime) -> date
         return campaign.last_run_at or now
     if campaign.state == CampaignState.AWAITING_NEXT_RUN.value:
         return campaign.next_run_at
-    return first_run_at(when, timezone) or now
+    if isinstance(when, OneTimeNow):
+        return now
+    # None for a schedule without any run left: it is never due.
+    return first_run_at(when, timezone)
 
 
 def begin_run(session: Session, run: DueRun, now: datetime) -> None:

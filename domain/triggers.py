@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from schemas.campaign import EventTrigger, InactionTrigger, PropertyFilter
 __all__ = [
     "DEFAULT_MAX_FUTURE_US",
     "DEFAULT_MAX_LATENESS_US",
+    "MAX_KEPT_CANCELS",
     "CompiledTrigger",
     "TriggerFire",
     "TriggerState",
@@ -43,6 +45,7 @@ __all__ = [
 
 DEFAULT_MAX_LATENESS_US = 2 * 3600 * 1_000_000
 DEFAULT_MAX_FUTURE_US = 2 * 60 * 1_000_000
+MAX_KEPT_CANCELS = 64
 
 _Matcher = Callable[[dict[str, Any]], bool]
 
@@ -91,30 +94,32 @@ class TriggerState:
     """The pending sends of one user's triggers, in plain lists so that it serialises as JSON.
 
     `pending` contains [campaign id, trigger id, fire time] of delayed action sends and open
-    inaction windows (whose start is fire time minus the window). `last_cancel` contains, per
-    inaction campaign, the time of the user's latest `did_not` event.
+    inaction windows (whose start is fire time minus the window). `cancels` contains, per
+    inaction campaign, the sorted times of the user's latest `did_not` events, so that a
+    `did` event that arrives after them still finds the ones inside its window.
     """
 
     pending: list[list[Any]] = field(default_factory=list)
-    last_cancel: dict[str, int] = field(default_factory=dict)
+    cancels: dict[str, list[int]] = field(default_factory=dict)
     # Set by `on_event` when it changed the state; not part of the JSON.
     changed: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"pending": self.pending, "last_cancel": self.last_cancel}
+        return {"pending": self.pending, "cancels": self.cancels}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> TriggerState:
         if not data:
             return cls()
         return cls(
-            pending=[list(item) for item in data["pending"]], last_cancel=dict(data["last_cancel"])
+            pending=[list(item) for item in data["pending"]],
+            cancels={campaign: list(times) for campaign, times in data["cancels"].items()},
         )
 
     @classmethod
     def over(cls, data: dict[str, Any]) -> TriggerState:
         """Wrap stored JSON without copying it; write `to_json()` back after a change."""
-        return cls(pending=data["pending"], last_cancel=data["last_cancel"])
+        return cls(pending=data["pending"], cancels=data["cancels"])
 
 
 def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
@@ -268,15 +273,22 @@ def _passes(
 
 def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:
     """Tell whether a cancelling event processed earlier falls in the window opening at `at_us`."""
-    last = state.last_cancel.get(trigger.campaign_id)
-    return last is not None and at_us <= last <= at_us + trigger.offset_us
+    times = state.cancels.get(trigger.campaign_id)
+    if not times:
+        return False
+    index = bisect_left(times, at_us)
+    return index < len(times) and times[index] <= at_us + trigger.offset_us
 
 
 def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
     campaign = trigger.campaign_id
-    last = state.last_cancel.get(campaign)
-    if last is None or at_us > last:
-        state.last_cancel[campaign] = at_us
+    times = state.cancels.setdefault(campaign, [])
+    index = bisect_left(times, at_us)
+    if index == len(times) or times[index] != at_us:
+        times.insert(index, at_us)
+        # NOTE: only the latest cancels are kept; a window opened by a `did` event that
+        # arrives after this many newer `did_not` events may miss an older one.
+        del times[:-MAX_KEPT_CANCELS]
         state.changed = True
     kept = [
         item

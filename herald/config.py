@@ -8,8 +8,10 @@ start-up and passed into the parts that need them; no other module reads `os.env
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.delivery import GlobalFrequencyCaps
@@ -94,6 +96,14 @@ class LandingSettings(BaseModel, frozen=True):
     profile_snapshot_interval_s: float = Field(default=5.0, gt=0)
 
 
+def _iana_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone such as Europe/Berlin") from None
+    return name
+
+
 class EngineSettings(BaseModel, frozen=True):
     """The real-time engine: consumer group, transactions and event-time rules.
 
@@ -103,7 +113,8 @@ class EngineSettings(BaseModel, frozen=True):
     `transactional_id`: unique per worker, and stable across its restarts, so that a
     restarted worker aborts the transaction its predecessor left open. By default it is
     derived from the group, the host name and `worker_web_port`.
-    `timezone`: the account's IANA time zone, whose calendar days caps and limits count.
+    `timezone`: the IANA time zone for campaigns published without their account's zone;
+    every campaign the control plane publishes carries its account's.
     """
 
     enabled: bool = True
@@ -112,7 +123,7 @@ class EngineSettings(BaseModel, frozen=True):
     idle_watermark_s: float = Field(default=30.0, gt=0)
     max_lateness_s: float = Field(default=2 * 3600, ge=0)
     max_future_s: float = Field(default=120, ge=0)
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
     frequency_caps: GlobalFrequencyCaps = GlobalFrequencyCaps()
     control_group_percent: int | None = Field(default=None, ge=2, le=5)
     max_poll_records: int = Field(default=500, gt=0)

@@ -11,12 +11,21 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from domain.lifecycle import CampaignState
 from schemas.campaign_message import Channel, WhatSection, check_json_size
 
 __all__ = [
+    "SELF_TRIGGERING_EVENTS",
     "AllUsersAudience",
     "AuditEntryPublic",
     "CampaignApproval",
@@ -53,6 +62,25 @@ MAX_CONVERSION_WINDOW = timedelta(days=155)  # five months of 31 days
 MAX_COUNT = 1_000_000_000
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
+# Herald writes one of these for every message it decides; a campaign triggered by them
+# would trigger itself.
+SELF_TRIGGERING_EVENTS = frozenset({"Notification Sent", "Notification Not Sent"})
+
+
+def _trigger_event(name: str) -> str:
+    if name != name.strip():
+        raise ValueError(
+            f"event name {name!r} has spaces at its ends; events are stored without them"
+        )
+    if name in SELF_TRIGGERING_EVENTS:
+        raise ValueError(
+            f"{name!r} cannot trigger a campaign: Herald records it for every message, so "
+            "the campaign would trigger itself"
+        )
+    return name
+
+
+TriggerEvent = Annotated[Name, AfterValidator(_trigger_event)]
 FilterValue = str | int | float | bool | list[str | int | float | bool] | None
 
 
@@ -119,7 +147,7 @@ class PropertyFilter(_Contract):
 
 
 class EventCondition(_Contract):
-    event: Name
+    event: TriggerEvent
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
 
 
@@ -202,7 +230,7 @@ class EventTrigger(_WhenBase):
     """
 
     type: Literal["event"] = "event"
-    event: Name
+    event: TriggerEvent
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
     profile_filters: list[PropertyFilter] = Field(default=[], max_length=20)
     delay: timedelta = Field(default=timedelta(0), ge=timedelta(0), le=timedelta(days=30))
@@ -220,6 +248,12 @@ class InactionTrigger(_WhenBase):
     did: EventCondition
     did_not: EventCondition
     within: timedelta = Field(ge=timedelta(minutes=1), le=timedelta(days=30))
+
+    @model_validator(mode="after")
+    def _different_events(self) -> InactionTrigger:
+        if self.did == self.did_not:
+            raise ValueError("`did` and `did_not` are the same condition, so no window could close")
+        return self
 
 
 class DatePropertyTrigger(_WhenBase):

@@ -9,6 +9,7 @@ keep working.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,24 @@ import orjson
 
 from schemas.envelope import format_timestamp
 
-__all__ = ["decode_events", "encode_events", "encode_rejection", "partition_key"]
+__all__ = [
+    "JSON_FIELDS",
+    "STRING_FIELDS",
+    "decode_events",
+    "encode_events",
+    "encode_rejection",
+    "envelope_problem",
+    "partition_key",
+]
 
 _MAX_PAYLOAD_TEXT = 16 * 1024
+STRING_FIELDS = (
+    "message_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
+    "previous_id", "campaign_id", "variant", "channel",
+)  # fmt: skip
+JSON_FIELDS = ("properties", "traits", "context")
+# The form `format_timestamp` writes.
+_UTC_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 
 def partition_key(envelope: dict[str, Any]) -> str:
@@ -82,3 +98,45 @@ def _payload_text(payload: Any) -> str:
         return repr(payload)[:_MAX_PAYLOAD_TEXT]
     except RecursionError:
         return f"<{type(payload).__name__} nested too deeply to keep>"
+
+
+def envelope_problem(envelope: Any) -> str | None:
+    """Return why a decoded envelope cannot be processed, or None when it can.
+
+    Herald's API writes only valid envelopes, but any producer can write to the topic;
+    every consumer checks the shape it relies on rather than crash on a stray record.
+    """
+    if not isinstance(envelope, dict):
+        return f"expected an event object, got {type(envelope).__name__}"
+    if not (envelope.get("message_id") and envelope.get("type")):
+        return "event lacks message_id or type"
+    if not (envelope.get("user_id") or envelope.get("anonymous_id")):
+        return "event has neither user_id nor anonymous_id"
+    for name in STRING_FIELDS:
+        value = envelope.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is a {type(value).__name__}, not a string"
+    for name in JSON_FIELDS:
+        value = envelope.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name} is a {type(value).__name__}, not a JSON object"
+    labels = envelope.get("labels")
+    if labels is not None and not (
+        isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+    ):
+        return "labels is not a list of strings"
+    for name in ("timestamp", "received_at"):
+        value = envelope.get(name)
+        if not isinstance(value, str) or not _is_utc_timestamp(value):
+            return f"{name} {str(value)[:40]!r} is not a UTC timestamp such as 2024-03-13T10:21:14Z"
+    return None
+
+
+def _is_utc_timestamp(value: str) -> bool:
+    if not _UTC_TIMESTAMP.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)  # the pattern allows days such as 02-30
+    except ValueError:
+        return False
+    return True

@@ -33,12 +33,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from herald.config import KafkaSettings, LandingSettings
-from schemas.wire import decode_events, encode_rejection
+from schemas.wire import decode_events, encode_rejection, envelope_problem
 from sinks.dedup import DedupIndex
 from sinks.files import TEMP_PREFIX, write_parquet_atomically
 from sinks.parquet import (
-    JSON_FIELDS,
-    STRING_FIELDS,
     LandedFile,
     LandedRow,
     event_tables_by_date,
@@ -169,7 +167,7 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             return
         for index, envelope in enumerate(envelopes):
-            problem = _envelope_problem(envelope)
+            problem = envelope_problem(envelope)
             if problem is not None:
                 await self._reject(record, problem, envelope)
             elif buffer.dedup.is_duplicate(envelope):
@@ -322,40 +320,3 @@ def _remove_uncommitted(data_dir: Path, partition: int, start_offset: int) -> in
     for leftover in events_dir(data_dir).glob(f"date=*/{TEMP_PREFIX}part-{partition}-*.tmp"):
         leftover.unlink(missing_ok=True)
     return removed
-
-
-def _envelope_problem(envelope: Any) -> str | None:
-    if not isinstance(envelope, dict):
-        return f"expected an event object, got {type(envelope).__name__}"
-    if not (envelope.get("message_id") and envelope.get("type")):
-        return "event lacks message_id or type"
-    if not (envelope.get("user_id") or envelope.get("anonymous_id")):
-        return "event has neither user_id nor anonymous_id"
-    for name in STRING_FIELDS:
-        value = envelope.get(name)
-        if value is not None and not isinstance(value, str):
-            return f"{name} is a {type(value).__name__}, not a string"
-    for name in JSON_FIELDS:
-        value = envelope.get(name)
-        if value is not None and not isinstance(value, dict):
-            return f"{name} is a {type(value).__name__}, not a JSON object"
-    labels = envelope.get("labels")
-    if labels is not None and not (
-        isinstance(labels, list) and all(isinstance(label, str) for label in labels)
-    ):
-        return "labels is not a list of strings"
-    for name in ("timestamp", "received_at"):
-        value = envelope.get(name)
-        if not isinstance(value, str) or not _is_utc_timestamp(value):
-            return f"{name} {str(value)[:40]!r} is not a UTC timestamp such as 2024-03-13T10:21:14Z"
-    return None
-
-
-def _is_utc_timestamp(value: str) -> bool:
-    if not _UTC_TIMESTAMP.match(value):
-        return False
-    try:
-        datetime.fromisoformat(value)  # the pattern allows days such as 02-30
-    except ValueError:
-        return False
-    return True

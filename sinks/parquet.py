@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from schemas.wire import JSON_FIELDS, STRING_FIELDS
+
 __all__ = [
     "EVENTS_SCHEMA",
     "JSON_FIELDS",
@@ -55,11 +57,6 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 
-STRING_FIELDS = (
-    "message_id", "type", "event", "name", "user_id", "anonymous_id", "group_id",
-    "previous_id", "campaign_id", "variant", "channel",
-)  # fmt: skip
-JSON_FIELDS = ("properties", "traits", "context")
 _FILE_NAME = re.compile(r"^part-(\d+)-(\d+)-(\d+)\.parquet$")
 
 

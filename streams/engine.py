@@ -44,7 +44,7 @@ from domain.delivery import AccountRules
 from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine
 from herald.config import HeraldSettings, KafkaSettings
 from schemas.delivery import AccountDeliverySettings
-from schemas.wire import decode_events
+from schemas.wire import decode_events, envelope_problem
 from streams.catalog import CampaignCatalog
 from streams.producer import bounded_records
 
@@ -283,7 +283,7 @@ class StreamEngine(ConsumerRebalanceListener):
                 logger.info("engine flushed pending sends", extra={"partition": engine.partition})
                 continue
             try:
-                envelopes.extend(decode_events(record.value))
+                decoded = decode_events(record.value)
             except ValueError as error:
                 # The landing routes the same record to the rejected topic.
                 logger.warning(
@@ -291,6 +291,17 @@ class StreamEngine(ConsumerRebalanceListener):
                     error,
                     extra={"partition": record.partition, "offset": record.offset},
                 )
+                continue
+            for envelope in decoded:
+                problem = envelope_problem(envelope)
+                if problem is None:
+                    envelopes.append(envelope)
+                else:
+                    logger.warning(
+                        "engine skipped an invalid event: %s",
+                        problem,
+                        extra={"partition": record.partition, "offset": record.offset},
+                    )
         self.stats.events += len(envelopes)
         _merge(total, engine.process(envelopes, campaigns, now))
         return total

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from domain.profiles import apply_event, new_profile
 from herald.config import HeraldSettings
-from schemas.wire import decode_events, partition_key
+from schemas.wire import decode_events, envelope_problem, partition_key
 from sinks.files import write_parquet_atomically
 from sinks.parquet import profiles_dir
 from streams.app import events_topic
@@ -57,7 +57,12 @@ def install_profiles(app: faust.App, settings: HeraldSettings) -> faust.Table:
     async def update_profiles(stream: AsyncIterable[faust.EventT]) -> None:
         async for event in stream.events():  # type: ignore[attr-defined]
             partition = event.message.partition
-            _apply_record(table, decode_events(event.value), partition)
+            try:
+                envelopes = decode_events(event.value)
+            except ValueError:
+                # Not Herald's format; the landing rejects it with the reason.
+                continue
+            _apply_record(table, envelopes, partition)
             dirty.add(partition)
 
     @app.timer(settings.landing.profile_snapshot_interval_s)
@@ -74,6 +79,9 @@ def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition
     # One table write per user and record: each write is a changelog message.
     touched: dict[str, dict[str, Any]] = {}
     for envelope in envelopes:
+        if envelope_problem(envelope) is not None:
+            # The landing sends it to the rejected topic with the reason.
+            continue
         key = partition_key(envelope)
         profile = touched.get(key) or table.get(key) or new_profile(envelope, partition)
         touched[key] = apply_event(profile, envelope)

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from control.db import ControlStore
 from control.models import Segment
-from control.runs import DueRun, begin_run, due_runs, end_run
+from control.runs import DueRun, begin_run, due_runs, end_run, start_triggered
 from domain.delivery import too_many_qualified
 from herald.config import HeraldSettings
 from queries.catalog import connect
@@ -67,6 +67,8 @@ class RunScheduler:
         now = now or datetime.now(UTC)
         store = await self._open_store()
         with store.session() as session:
+            for campaign_id in await asyncio.to_thread(start_triggered, session, now):
+                logger.info("campaign started", extra={"campaign_id": campaign_id})
             due = await asyncio.to_thread(due_runs, session, now)
         started = []
         for run in due:

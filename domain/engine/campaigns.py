@@ -38,8 +38,10 @@ __all__ = ["LIVE_STATES", "SCHEDULED_STATES", "CampaignSet", "LiveCampaign", "co
 logger = logging.getLogger(__name__)
 
 # States in which a published triggered campaign reacts to events. An edit waiting for
-# approval, or rejected, leaves the published version sending.
-LIVE_STATES = frozenset({"running", "pending_approval", "rejected"})
+# approval, or rejected, leaves the published version sending. A scheduled one reacts
+# from its `start_at`, which `LiveCampaign.in_flight` checks, whether or not the scheduler
+# has marked it running yet.
+LIVE_STATES = frozenset({"scheduled", "running", "pending_approval", "rejected"})
 # A scheduled campaign is sent by runs that the scheduler starts, so every published state
 # counts: a completed one still sends the messages its last run deferred (quiet hours).
 SCHEDULED_STATES = LIVE_STATES | {"scheduled", "awaiting_next_run", "completed"}
@@ -55,6 +57,8 @@ class LiveCampaign:
     campaign_id: str
     name: str
     labels: tuple[str, ...]
+    # The account's IANA time zone when the campaign was published.
+    timezone: str | None
     trigger: CompiledTrigger | None
     when: Any
     rules: CampaignRules
@@ -134,6 +138,7 @@ def _compile_one(
         campaign_id=campaign_id,
         name=definition.get("name") or stored.get("name") or campaign_id,
         labels=tuple(definition.get("labels") or ()),
+        timezone=stored.get("timezone"),
         trigger=trigger,
         when=when,
         rules=rules,

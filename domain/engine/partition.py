@@ -71,6 +71,7 @@ from domain.triggers import (
     epoch_us,
     on_event,
 )
+from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import Decision, DeliveryOutcome, NotSentReason
 from schemas.envelope import format_timestamp
 
@@ -86,7 +87,6 @@ __all__ = [
 
 SENT_EVENT = "Notification Sent"
 NOT_SENT_EVENT = "Notification Not Sent"
-_FAR_FUTURE_US = 2**62
 _MAX_LEDGER = 10_000
 
 
@@ -163,6 +163,7 @@ class PartitionEngine:
         self.counters: dict[str, Any] = meta.get("counters", {})
         # (due µs, user key); entries may be stale, a user's due items are read from state.
         self._due: list[tuple[int, str]] = []
+        self._accounts: dict[str, AccountRules] = {}
         for key, state in self.users.items():
             self._schedule(key, state)
 
@@ -189,10 +190,12 @@ class PartitionEngine:
         return effects
 
     def flush(self, campaigns: CampaignSet, now: datetime) -> Effects:
-        """Decide every pending send now, each at its own time, without moving the watermark.
+        """Decide the pending sends whose time has passed by the wall clock `now`, each at
+        its own time, without moving the watermark.
 
-        For the end of a replay of history: the windows still open would otherwise wait
-        for live traffic to close them.
+        For the end of a replay of history: its windows would otherwise wait for live
+        traffic to close them. Windows of live traffic that end after `now`, and sends
+        deferred past it, stay pending.
         """
         effects = Effects()
         waiting = [
@@ -201,8 +204,9 @@ class PartitionEngine:
             if state["triggers"]["pending"] or state["deferred"]
         ]
         self._due.clear()
+        now_us = _micros(now)
         for key in sorted(waiting):
-            self._fire_due(key, _FAR_FUTURE_US, campaigns, now, effects)
+            self._fire_due(key, now_us, campaigns, now, effects)
         return effects
 
     def run(self, request: dict[str, Any], campaigns: CampaignSet, now: datetime) -> Effects:
@@ -223,7 +227,9 @@ class PartitionEngine:
                 # have not reached it. NOTE: such users are not sent to by this run.
                 effects.reasons[(campaign.campaign_id, NotSentReason.NOT_REACHABLE.value)] += 1
                 continue
-            at = local_run_time(campaign, run_at, state["profile"]["traits"], self.rules.account)
+            at = local_run_time(
+                campaign, run_at, state["profile"]["traits"], self._account(campaign)
+            )
             if at is None:
                 decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.MISSED_LOCAL_TIME)
                 send_id = send_id_of(campaign.campaign_id, run_id, key)
@@ -273,7 +279,11 @@ class PartitionEngine:
             )
         if changed:
             effects.changed.add(key)
-        triggers = campaigns.triggers_for(envelope.get("event"))
+        event = envelope.get("event")
+        if event in SELF_TRIGGERING_EVENTS:
+            # The engine's own records; campaigns saved before that rule must not loop.
+            return
+        triggers = campaigns.triggers_for(event)
         if not triggers:
             return
         trigger_state = TriggerState.over(state["triggers"])
@@ -379,8 +389,12 @@ class PartitionEngine:
         if send_id in ledger:
             return
         traits = state["profile"]["traits"]
-        if campaign.audience is not None and not campaign.audience.matches(
-            traits, state["behaviour"], at
+        # A run's members were selected by SQL over all the landed history; the engine
+        # counts behaviour only for the audiences of triggered campaigns.
+        if (
+            run_id is None
+            and campaign.audience is not None
+            and not campaign.audience.matches(traits, state["behaviour"], at)
         ):
             return
         candidate = SendCandidate(
@@ -389,7 +403,7 @@ class PartitionEngine:
         counters = self.counters.get(campaign_id) or new_campaign_counters()
         try:
             decision = decide(
-                candidate, campaign.rules, self.rules.account, state["history"], counters
+                candidate, campaign.rules, self._account(campaign), state["history"], counters
             )
         except InvalidValue as error:
             decision = Decision(
@@ -408,7 +422,7 @@ class PartitionEngine:
             self._not_sent(campaign, state, send_id, at, now, decision, source, effects)
             return
         history, counters = record_decision(
-            decision, candidate, campaign.rules, self.rules.account, state["history"], counters
+            decision, candidate, campaign.rules, self._account(campaign), state["history"], counters
         )
         state["history"] = history
         self.counters[campaign_id] = counters
@@ -417,6 +431,15 @@ class PartitionEngine:
         effects.events.append(
             _notification(SENT_EVENT, send_id, campaign, state, at, now, decision.variant, source)
         )
+
+    def _account(self, campaign: LiveCampaign) -> AccountRules:
+        """The account rules with the campaign's account time zone, as the control plane
+        published it; the engine's own setting applies to campaigns without one."""
+        timezone = campaign.timezone or self.rules.account.timezone
+        rules = self._accounts.get(timezone)
+        if rules is None:
+            rules = self._accounts[timezone] = AccountRules(timezone, self.rules.account.settings)
+        return rules
 
     def _not_sent(
         self,

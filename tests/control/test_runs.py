@@ -16,7 +16,7 @@ from control.campaign_actions import publish_campaign
 from control.campaigns import create_campaign
 from control.db import ControlStore
 from control.models import AuditEntry, Campaign, User
-from control.runs import SCHEDULER_ACTOR, begin_run, due_runs, end_run
+from control.runs import SCHEDULER_ACTOR, begin_run, due_runs, end_run, start_triggered
 from schemas.campaign import CampaignApproval, CampaignCreate
 from tests.api.control_support import database_url
 
@@ -147,3 +147,15 @@ def test_date_property_campaign_runs_daily_and_stays_running(store: ControlStore
         assert _run_once(session, datetime(2024, 3, 9, 15, 0, tzinfo=UTC)) == datetime(
             2024, 3, 10, 14, 0, tzinfo=UTC
         )
+
+
+def test_triggered_campaign_starts_running_at_its_start(store: ControlStore) -> None:
+    start = datetime(2024, 3, 9, 12, 0, tzinfo=UTC)
+    trigger = {"type": "event", "event": "payment_error", "start_at": start.isoformat()}
+    with store.session() as session:
+        campaign_id = _publish(session, trigger)
+        assert session.get_one(Campaign, campaign_id).state == "scheduled"
+        assert start_triggered(session, start - timedelta(seconds=1)) == []
+        assert start_triggered(session, start) == [campaign_id]
+        assert session.get_one(Campaign, campaign_id).state == "running"
+        assert due_runs(session, start) == []

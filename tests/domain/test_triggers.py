@@ -188,6 +188,16 @@ def test_late_purchase_still_cancels() -> None:
     assert state.pending == []
 
 
+def test_cart_after_its_purchases_finds_the_one_inside_its_window() -> None:
+    state = TriggerState()
+    watermark = _us(T0 + timedelta(hours=3))
+    for minutes in (30, 150):  # inside the cart's hour, then long after it
+        purchase = _event("purchase", T0 + timedelta(minutes=minutes), f"p{minutes}")
+        on_event([CART], state, purchase, {}, watermark)
+    on_event([CART], state, _event("add_to_cart", T0, "late-cart"), {}, watermark)
+    assert state.pending == []
+
+
 def test_property_filters_select_events() -> None:
     big = compile_trigger(
         "big",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from herald.config import KafkaSettings
 from tests.support.engine import bootstrap_admin, publish, read_sends, wait_for_live_campaigns
 
 pytestmark = pytest.mark.kafka
@@ -72,3 +75,56 @@ def test_quiet_partition_closes_its_windows_by_the_wall_clock(herald_stack) -> N
     [send] = read_sends(stack.kafka, 1, timeout_s=90)
     assert send["user_id"] == "forgetful"
     assert datetime.fromisoformat(send["send_at"]) == started + timedelta(minutes=1)
+
+
+PAYMENT_NOW = {
+    "name": "Payment now",
+    "channel": "push",
+    "who": {"type": "all_users"},
+    "what": {
+        "variants": [
+            {
+                "name": "A",
+                "weight": 100,
+                "message": {"channel": "push", "title": "Payment", "body": "Please check"},
+            }
+        ]
+    },
+    "when": {"type": "event", "event": "payment_error"},
+}
+
+
+def test_stray_records_on_the_events_topic_stop_no_send(herald_stack) -> None:  # type: ignore[no-untyped-def]
+    stack = herald_stack()
+    stack.start_api()
+    campaign_id = publish(stack, bootstrap_admin(stack), PAYMENT_NOW)
+    wait_for_live_campaigns(stack.kafka, [campaign_id])
+    stray = [
+        b'{"user_id": "p1"}',
+        b"[1, 2]",
+        b'"text"',
+        b'{"user_id": "p1", "type": "track", "event": "payment_error", "timestamp": "soon"}',
+        b"{not json",
+    ]
+    asyncio.run(_write_raw(stack.kafka, stray))
+    stack.start_worker()
+
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    users = [f"payer-{n}" for n in range(8)]
+    batch = [e for user in users for e in _events(user, started, "payment_error")]
+    assert stack.post("/v1/batch", {"batch": batch}).status_code == 200
+
+    sends = read_sends(stack.kafka, len(users), timeout_s=90)
+    assert sorted(send["user_id"] for send in sends) == users
+    assert stack.worker is not None and stack.worker.poll() is None, stack.log("worker.log")
+
+
+async def _write_raw(kafka: KafkaSettings, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for partition in range(kafka.partitions):
+            for value in values:
+                await producer.send_and_wait(kafka.events_topic, value, partition=partition)
+    finally:
+        await producer.stop()

@@ -321,3 +321,33 @@ def test_sent_event_carries_campaign_variant_channel_and_labels() -> None:
 
 def _us(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000
+
+
+def test_flush_leaves_windows_that_end_after_the_wall_clock() -> None:
+    campaigns = _campaigns(cart=CART)
+    engine = PartitionEngine(0, EngineRules())
+    engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
+    assert engine.flush(campaigns, T0 + timedelta(minutes=59)).sends == []
+    [send] = engine.flush(campaigns, T0 + timedelta(hours=2)).sends
+    assert send["send_at"] == format_timestamp(T0 + timedelta(hours=1))
+
+
+@pytest.mark.parametrize(("zone", "sends"), [("UTC", 1), ("Asia/Tokyo", 2)])
+def test_calendar_day_cap_follows_the_campaigns_account_zone(zone: str, sends: int) -> None:
+    daily = _campaign(
+        {"type": "event", "event": "payment_error"},
+        {"per_user": {"max_sends": 1, "period": "calendar_day"}},
+    )
+    entry = catalog_entry(CampaignCreate.model_validate(daily))
+    entry["timezone"] = zone
+    campaigns = compile_campaigns({"payment": entry}, {})
+    engine = PartitionEngine(0, EngineRules())
+    # 23:00 and 01:00 in Tokyo: one UTC day, two Tokyo days.
+    evening = datetime(2024, 3, 13, 14, 0, tzinfo=UTC)
+    envelopes = [
+        _identify("u1", evening),
+        _event("u1", "payment_error", evening),
+        _event("u1", "payment_error", evening + timedelta(hours=2)),
+    ]
+    assert len(engine.process(envelopes, campaigns, NOW).sends) == sends
+

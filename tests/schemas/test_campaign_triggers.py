@@ -1,0 +1,50 @@
+"""Trigger definitions that could never work are refused when the campaign is saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.campaign import When
+
+WHEN: TypeAdapter[Any] = TypeAdapter(When)
+
+
+@pytest.mark.parametrize("name", ["Notification Sent", "Notification Not Sent"])
+def test_own_notification_event_cannot_trigger(name: str) -> None:
+    with pytest.raises(ValidationError, match="the campaign would trigger itself"):
+        WHEN.validate_python({"type": "event", "event": name})
+    with pytest.raises(ValidationError, match="the campaign would trigger itself"):
+        WHEN.validate_python(
+            {
+                "type": "inaction",
+                "did": {"event": name},
+                "did_not": {"event": "x"},
+                "within": "PT1H",
+            }
+        )
+
+
+def test_clicks_may_trigger() -> None:
+    assert WHEN.validate_python({"type": "event", "event": "Notification Clicked"}).event == (
+        "Notification Clicked"
+    )
+
+
+def test_event_name_with_outer_spaces_is_refused() -> None:
+    with pytest.raises(ValidationError, match="has spaces at its ends"):
+        WHEN.validate_python({"type": "event", "event": " x3 "})
+
+
+def test_inaction_on_one_condition_is_refused() -> None:
+    with pytest.raises(ValidationError, match="same condition"):
+        WHEN.validate_python(
+            {
+                "type": "inaction",
+                "did": {"event": "x1"},
+                "did_not": {"event": "x1"},
+                "within": "PT1H",
+            }
+        )
