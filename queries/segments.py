@@ -170,7 +170,12 @@ def _profile_sql(
         value = _trait(compiler, CONTACT_TRAITS[rule.channel])
         return f"coalesce(json_type({value}) = 'VARCHAR' AND ({value} ->> '$') <> '', false)"
     value = _trait(compiler, subscription_trait(rule.channel))
-    return f"(NOT coalesce(json_type({value}) = 'BOOLEAN' AND NOT TRY_CAST({value} AS BOOLEAN), false))"
+    # As delivery decides: false, or the text "false" in any case, unsubscribes.
+    unsubscribed = (
+        f"(json_type({value}) = 'BOOLEAN' AND NOT TRY_CAST({value} AS BOOLEAN))"
+        f" OR (json_type({value}) = 'VARCHAR' AND lower(trim({value} ->> '$')) = 'false')"
+    )
+    return f"(NOT coalesce({unsubscribed}, false))"
 
 
 def _trait(compiler: _Compiler, name: str) -> str:

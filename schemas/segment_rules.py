@@ -251,7 +251,8 @@ class HasContactRule(_Rule):
 
 
 class SubscribedRule(_Rule):
-    """The user has not unsubscribed from the channel: `MSG-<channel>` is not `false`."""
+    """The user has not unsubscribed from the channel: `MSG-<channel>` is neither `false`
+    nor the text "false" in any case."""
 
     type: Literal["subscribed"] = "subscribed"
     channel: Channel

@@ -1,8 +1,9 @@
 """Subscription and reachability of a user on a channel, read from profile traits.
 
 A user is unsubscribed from a channel when its flag (`MSG-email`, `MSG-push`, `MSG-sms`)
-is false; a missing flag means subscribed. A user is reachable when the profile has a
-non-empty value in one of the channel's contact traits:
+is false, or the text "false" in any case; a missing flag means subscribed. A user is
+reachable when the profile has a non-empty text in one of the channel's contact traits
+(for web push, the subscription object):
 
 | channel | contact traits |
 | --- | --- |
@@ -50,7 +51,8 @@ def is_unsubscribed(traits: Mapping[str, Any], channel: str) -> bool:
         return False
     flag = traits.get(flag_name)
     if isinstance(flag, str):
-        return flag.strip().lower() == "false"
+        # Spaces only, as SQL's trim does, so segments and delivery agree.
+        return flag.strip(" ").lower() == "false"
     return flag is False
 
 
@@ -59,12 +61,11 @@ def is_reachable(traits: Mapping[str, Any], channel: str) -> bool:
     names = CONTACT_TRAITS.get(channel)
     if names is None:
         return True
-    return any(_present(traits.get(name)) for name in names)
+    return any(_present(traits.get(name), name) for name in names)
 
 
-def _present(value: Any) -> bool:
+def _present(value: Any, name: str) -> bool:
     if isinstance(value, str):
         return bool(value.strip())
-    if isinstance(value, list | dict):
-        return bool(value)
-    return value is not None
+    # A browser's push subscription is a JSON object; every other contact is text.
+    return name == "web_push_subscription" and isinstance(value, dict) and bool(value)

@@ -167,7 +167,15 @@ def _compile_contact(rule: HasContactRule) -> _Predicate:
 
 def _compile_subscribed(rule: SubscribedRule) -> _Predicate:
     name = subscription_trait(rule.channel)
-    return lambda traits, features, clock: traits.get(name) is not False
+
+    def test(traits: _Traits, features: _Features, clock: _Clock) -> bool:
+        # As delivery decides: false, or the text "false" in any case, unsubscribes.
+        flag = traits.get(name)
+        if isinstance(flag, str):
+            return flag.strip(" ").lower() != "false"
+        return flag is not False
+
+    return test
 
 
 def _compile_behaviour(rule: EventRule | MessageRule) -> _Predicate:

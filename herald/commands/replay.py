@@ -104,8 +104,9 @@ def replay(
         bool,
         typer.Option(
             "--flush/--no-flush",
-            help="Once every message is accepted, make the engine decide the sends still "
-            "waiting for a window to close (written straight to Kafka).",
+            help="Once every message is accepted, make the engine decide, on every "
+            "partition, the pending sends whose time has passed by the wall clock. Written "
+            "to the Kafka of the local settings, not through the API.",
         ),
     ] = False,
 ) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import orjson
+import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -45,11 +48,30 @@ def sql(
     if result is None:
         return
     if output == "csv":
-        typer.echo(result.write_csv(), nl=False)
+        typer.echo(_flat(result).write_csv(), nl=False)
     elif output == "json":
         typer.echo(result.write_json())
     else:
         _print_table(result)
+
+
+def _flat(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return `frame` with list and struct columns as JSON text, which CSV can hold."""
+    nested = [
+        name
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, (pl.List, pl.Array, pl.Struct))
+    ]
+    if not nested:
+        return frame
+    return frame.with_columns(
+        pl.Series(name, [_json(value) for value in frame[name].to_list()], pl.String)
+        for name in nested
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()
 
 
 def _print_table(frame) -> None:  # type: ignore[no-untyped-def]

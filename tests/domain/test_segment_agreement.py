@@ -101,7 +101,7 @@ trait_updates = st.fixed_dictionaries(
         "email": st.sampled_from(["a@x.io", "", 7, None]),
         "push_token": st.sampled_from(["tok", ""]),
         "phone": st.sampled_from(["+15550100", None]),
-        "MSG-email": st.sampled_from([True, False, "false", None]),
+        "MSG-email": st.sampled_from([True, False, "false", " FALSE ", "falsy", None]),
         "MSG-sms": st.sampled_from([True, False]),
         "renew": date_traits,
     },

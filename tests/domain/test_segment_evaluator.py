@@ -144,7 +144,8 @@ def test_subscription_flags() -> None:
     assert _matches(subscribed, now=now, traits={})
     assert _matches(subscribed, now=now, traits={"MSG-email": True})
     assert not _matches(subscribed, now=now, traits={"MSG-email": False})
-    assert _matches(subscribed, now=now, traits={"MSG-email": "false"})
+    assert not _matches(subscribed, now=now, traits={"MSG-email": " False "})
+    assert _matches(subscribed, now=now, traits={"MSG-email": "no"})
     assert _matches(subscribed, now=now, traits={"MSG-sms": False})
 
 

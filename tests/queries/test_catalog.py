@@ -134,3 +134,24 @@ def test_sql_command_prints_csv(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "event\nhome\npurchase\n"
+
+
+def test_sql_command_writes_lists_as_json_in_csv(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "herald.cli",
+            "sql",
+            "SELECT 'a' AS name, ['Onboarding', 'Tests'] AS labels, NULL::VARCHAR[] AS none",
+            "--data-dir",
+            str(tmp_path),
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'name,labels,none\na,"[""Onboarding"",""Tests""]",\n'

@@ -53,6 +53,8 @@ def test_send_renders_variant(
         ({}, NotSentReason.NOT_REACHABLE),
         ({"push_token": "  "}, NotSentReason.NOT_REACHABLE),
         ({"push_token": []}, NotSentReason.NOT_REACHABLE),
+        ({"push_token": {"a": 1}}, NotSentReason.NOT_REACHABLE),
+        ({"push_token": 42}, NotSentReason.NOT_REACHABLE),
         ({"push_token": "t", "MSG-push": True, "MSG-email": False}, None),
     ],
 )
@@ -77,6 +79,7 @@ def test_channel_contact_traits() -> None:
     assert is_reachable({"Phone": "+15550100"}, "sms")
     assert is_reachable({"phone": "+15550100"}, "facebook_audience")
     assert not is_reachable({"push_token": "t"}, "web_push")
+    assert is_reachable({"web_push_subscription": {"endpoint": "https://push.test"}}, "web_push")
     for channel in ("in_app", "app_inbox", "native_display", "web_popup", "webhook"):
         assert is_reachable({}, channel)
     assert is_unsubscribed({"MSG-sms": "false"}, "sms")
