@@ -250,7 +250,11 @@ def _reference_time_name(stage: RunStage) -> str:
 
 def _section_list(sections: frozenset[Section]) -> str:
     order = list(Section)
-    return ", ".join(s.value for s in sorted(sections, key=order.index))
+    return ", ".join(_SECTION_NAMES.get(s, s.value) for s in sorted(sections, key=order.index))
+
+
+# The edit rules treat the delivery controls as part of When.
+_SECTION_NAMES = {Section.WHEN: "when (with delivery)"}
 
 
 _PUBLISHED = frozenset({_S.SCHEDULED, _S.RUNNING, _S.AWAITING_NEXT_RUN})

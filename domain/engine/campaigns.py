@@ -33,7 +33,14 @@ from schemas.campaign import (
 from schemas.campaign_message import WhatSection
 from schemas.segment_rules import parse_segment_rule
 
-__all__ = ["LIVE_STATES", "SCHEDULED_STATES", "CampaignSet", "LiveCampaign", "compile_campaigns"]
+__all__ = [
+    "LIVE_STATES",
+    "SCHEDULED_STATES",
+    "CampaignSet",
+    "LiveCampaign",
+    "StoppedCampaign",
+    "compile_campaigns",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +73,24 @@ class LiveCampaign:
     start_at: datetime | None
     end_at: datetime | None
 
+    @property
+    def channel(self) -> str:
+        return self.rules.channel
+
     def in_flight(self, at: datetime) -> bool:
         """Tell whether `at` falls between the campaign's start and end."""
         if self.start_at is not None and at < self.start_at:
             return False
         return self.end_at is None or at < self.end_at
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedCampaign:
+    """A published campaign that may no longer send, for reporting what it held back."""
+
+    campaign_id: str
+    channel: str
+    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,7 @@ class CampaignSet:
     inaction_ids: frozenset[str] = frozenset()
     # Behaviour features that some audience reads; the engine counts only these.
     features: tuple[Feature, ...] = ()
+    stopped: dict[str, StoppedCampaign] = field(default_factory=dict)
 
     def triggers_for(self, event: str | None) -> tuple[CompiledTrigger, ...]:
         return self.by_event.get(event, ()) if event else ()
@@ -97,9 +118,15 @@ def compile_campaigns(
     left out with a warning rather than stopping the worker.
     """
     live: dict[str, LiveCampaign] = {}
+    stopped: dict[str, StoppedCampaign] = {}
     for campaign_id, stored in sorted(campaigns.items()):
         definition = stored.get("live_definition")
-        if not definition or stored.get("state") not in SCHEDULED_STATES:
+        if not definition:
+            continue
+        if stored.get("state") not in SCHEDULED_STATES:
+            stopped[campaign_id] = StoppedCampaign(
+                campaign_id, definition.get("channel", ""), tuple(definition.get("labels") or ())
+            )
             continue
         try:
             campaign = _compile_one(campaign_id, stored, definition, segments)
@@ -108,7 +135,7 @@ def compile_campaigns(
             continue
         if campaign is not None:
             live[campaign_id] = campaign
-    return _index(live)
+    return _index(live, stopped)
 
 
 def _compile_one(
@@ -161,7 +188,7 @@ def _audience(
     return None
 
 
-def _index(live: dict[str, LiveCampaign]) -> CampaignSet:
+def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -> CampaignSet:
     by_event: dict[str, list[CompiledTrigger]] = {}
     features: dict[str, Feature] = {}
     inaction: set[str] = set()
@@ -181,6 +208,7 @@ def _index(live: dict[str, LiveCampaign]) -> CampaignSet:
         by_event={name: tuple(triggers) for name, triggers in by_event.items()},
         inaction_ids=frozenset(inaction),
         features=tuple(features.values()),
+        stopped=stopped,
     )
 
 

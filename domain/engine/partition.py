@@ -58,7 +58,7 @@ from domain.delivery import (
 from domain.delivery.channels import CONTACT_TRAITS
 from domain.delivery.clock import local_instant, resolve_zone
 from domain.delivery.state import HISTORY_HORIZON_S
-from domain.engine.campaigns import CampaignSet, LiveCampaign
+from domain.engine.campaigns import CampaignSet, LiveCampaign, StoppedCampaign
 from domain.errors import InvalidValue
 from domain.profiles import apply_traits
 from domain.segments.state import DEFAULT_HORIZON_DAYS
@@ -379,9 +379,18 @@ class PartitionEngine:
     ) -> None:
         campaign = campaigns.by_id.get(campaign_id)
         if campaign is None:
-            # Stopped or deleted since the trigger fired: nothing is owed to the user.
+            # Stopped since the trigger fired, or deleted: the report counts the first.
+            stopped = campaigns.stopped.get(campaign_id)
+            send_id = send_id_of(campaign_id, occasion, key)
+            if stopped is not None and send_id not in state["ledger"]:
+                _remember(state["ledger"], send_id, at_us // 1_000_000)
+                effects.changed.add(key)
+                at = _datetime(at_us)
+                source = {"trigger_id": occasion} if run_id is None else {"run_id": run_id}
+                decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED)
+                self._not_sent(stopped, state, send_id, at, now, decision, source, effects)
             return
-        at = datetime.fromtimestamp(at_us / 1_000_000, UTC).replace(microsecond=at_us % 1_000_000)
+        at = _datetime(at_us)
         if not campaign.in_flight(at):
             return
         send_id = send_id_of(campaign_id, occasion, key)
@@ -443,7 +452,7 @@ class PartitionEngine:
 
     def _not_sent(
         self,
-        campaign: LiveCampaign,
+        campaign: LiveCampaign | StoppedCampaign,
         state: dict[str, Any],
         send_id: str,
         at: datetime,
@@ -501,6 +510,10 @@ def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
             del ledger[old]
 
 
+def _datetime(at_us: int) -> datetime:
+    return datetime.fromtimestamp(at_us // 1_000_000, UTC).replace(microsecond=at_us % 1_000_000)
+
+
 def _micros(moment: datetime) -> int:
     return epoch_us(format_timestamp(moment))
 
@@ -542,7 +555,7 @@ def _command(
 def _notification(
     name: str,
     send_id: str,
-    campaign: LiveCampaign,
+    campaign: LiveCampaign | StoppedCampaign,
     state: dict[str, Any],
     at: datetime,
     now: datetime,
@@ -566,6 +579,6 @@ def _notification(
         "context": {},
         "campaign_id": campaign.campaign_id,
         "variant": variant,
-        "channel": campaign.rules.channel,
+        "channel": campaign.channel,
         "labels": list(campaign.labels),
     }

@@ -204,12 +204,17 @@ def test_watermark_closes_an_inaction_window_only_after_its_end(restored: bool) 
     assert send["send_at"] == format_timestamp(T0 + timedelta(hours=1))
 
 
-def test_stopped_campaign_drops_its_open_windows() -> None:
+def test_stopped_campaign_reports_its_open_windows_not_sent() -> None:
     engine = PartitionEngine(0, EngineRules())
     engine.process(
         [_identify("u1", T0), _event("u1", "add_to_cart", T0)], _campaigns(cart=CART), NOW
     )
-    assert engine.flush(CampaignSet(), NOW).sends == []
+    stopped = catalog_entry(CampaignCreate.model_validate(CART), state="stopped")
+    effects = engine.flush(compile_campaigns({"cart": stopped}, {}), NOW)
+    assert effects.sends == []
+    [event] = effects.events
+    assert (event["event"], event["properties"]["reason"]) == (NOT_SENT_EVENT, "campaign_stopped")
+    assert engine.flush(CampaignSet(), NOW).events == []
 
 
 # Delivery controls through the engine --------------------------------------------------
