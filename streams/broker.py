@@ -178,11 +178,6 @@ class LocalBroker:
             "-c",
             str(self._properties_path),
             "--ignore-formatted",
-            # Eligible leader replicas, on by default in new 4.1 clusters, protect nothing
-            # on a single node, and with them transactional produce requests are often
-            # refused with NOT_ENOUGH_REPLICAS and retried 100 ms later.
-            "--feature",
-            "eligible.leader.replicas.version=0",
         )
         logger.info("Formatted Kafka storage", extra={"cluster_id": cluster_id})
         return True
@@ -391,6 +386,10 @@ def _server_properties(settings: BrokerSettings, data_dir: Path) -> str:
         "share.coordinator.state.topic.min.isr=1",
         # The default 3 s delay before the first rebalance would slow every consumer group join.
         "group.initial.rebalance.delay.ms=0",
+        # With verification on, the broker checks each transactional write's partition with
+        # the transaction coordinator, and answers clients of aiokafka's protocol version with
+        # NOT_ENOUGH_REPLICAS until it has; each retry then adds to the engine's latency.
+        "transaction.partition.verification.enable=false",
     ]
     return "\n".join(lines) + "\n"
 

@@ -130,6 +130,10 @@ class StreamEngine(ConsumerRebalanceListener):
             linger_ms=1,
             max_request_size=8 * 1024 * 1024,
             transaction_timeout_ms=int(engine.transaction_timeout_s * 1000),
+            # The broker answers some transactional writes with NOT_ENOUGH_REPLICAS even on
+            # one node; the retry succeeds, and waiting the default 100 ms for it would add
+            # as much to the send latency.
+            retry_backoff_ms=10,
             client_id="herald-engine",
         )
         await self._producer.start()
