@@ -20,9 +20,9 @@ Time rules:
 - The watermark is the latest event time seen. An event moves it only if its time is at
   most `max_future_us` after its own `received_at`: a device whose clock runs ahead must
   not close everyone's windows early.
-- Before an event is applied, the sends due at the advanced watermark go out: a delayed
-  send once the watermark reaches its time, an inaction window once the watermark is past
-  its end (an event exactly at the end still cancels it).
+- Before an event is applied, the sends due at the advanced watermark go out. A delayed
+  send is due once the watermark reaches its time. An inaction window is due once the
+  watermark is past its end, because an event exactly at the end still cancels it.
 - An event triggers only if its time lies within [watermark - max_lateness_us,
   watermark + max_future_us]; outside, it still updates the profile and cancels windows.
 
@@ -32,9 +32,10 @@ delivery in the user's time zone, a user whose local send time is still ahead wa
 `deferred`; one whose local time has passed gets the next day's, or nothing, as the
 campaign's `missed_local_time` says.
 
-Send ids: BLAKE2b of campaign, occasion (the trigger event's id, or the run id) and user. Each decided id goes
-into the user's ledger, so an event processed twice, after a crash or as a copy, never
-issues a second command.
+Send ids: BLAKE2b of campaign, occasion (the trigger event's id, or the run id) and user.
+Each decided id goes into the user's ledger, so an event processed twice, after a crash or
+as a copy, never issues a second command. A pending send of a campaign stopped since is
+reported not sent, with the reason `campaign_stopped`.
 """
 
 from __future__ import annotations
@@ -104,9 +105,10 @@ class EngineRules:
 class Effects:
     """What one call produced, for the stream to write in one transaction.
 
-    `sends` are send command values (JSON objects with `channel` and `send_id`); `events`
-    are envelopes for the events topic; `changed` are the user keys whose state changed;
-    `reasons` counts the decisions not to send by (campaign id, reason).
+    - `sends`: send command values, JSON objects with `channel` and `send_id`.
+    - `events`: envelopes for the events topic.
+    - `changed`: the user keys whose state changed.
+    - `reasons`: the decisions not to send, counted by (campaign id, reason).
     """
 
     sends: list[dict[str, Any]] = field(default_factory=list)
@@ -442,8 +444,8 @@ class PartitionEngine:
         )
 
     def _account(self, campaign: LiveCampaign) -> AccountRules:
-        """The account rules with the campaign's account time zone, as the control plane
-        published it; the engine's own setting applies to campaigns without one."""
+        """Return the account rules in the campaign's account time zone, as the control
+        plane published it; campaigns without one get the engine's own setting."""
         timezone = campaign.timezone or self.rules.account.timezone
         rules = self._accounts.get(timezone)
         if rules is None:
