@@ -16,7 +16,14 @@ from control.campaign_actions import publish_campaign
 from control.campaigns import create_campaign
 from control.db import ControlStore
 from control.models import AuditEntry, Campaign, User
-from control.runs import SCHEDULER_ACTOR, begin_run, due_runs, end_run, start_triggered
+from control.runs import (
+    SCHEDULER_ACTOR,
+    DueRun,
+    begin_run,
+    due_runs,
+    end_run,
+    start_triggered,
+)
 from schemas.campaign import CampaignApproval, CampaignCreate
 from tests.api.control_support import database_url
 
@@ -63,8 +70,13 @@ def _publish(session: Session, when: dict[str, Any]) -> str:
     return campaign.id
 
 
-def _run_once(session: Session, now: datetime) -> datetime | None:
-    [run] = due_runs(session, now)
+def _due(session: Session, now: datetime, campaign_id: str) -> list[DueRun]:
+    # Only this test's campaign: on PostgreSQL the tests share one database.
+    return [run for run in due_runs(session, now) if run.campaign_id == campaign_id]
+
+
+def _run_once(session: Session, now: datetime, campaign_id: str) -> datetime | None:
+    [run] = _due(session, now, campaign_id)
     begin_run(session, run, now)
     return end_run(session, run, now, members=0)
 
@@ -79,17 +91,17 @@ def test_skipped_local_time_takes_the_offset_before_the_change(store: ControlSto
     with store.session() as session:
         campaign_id = _publish(session, daily)
         first = datetime(2024, 3, 9, 7, 30, tzinfo=UTC)  # 02:30 EST
-        assert due_runs(session, first - timedelta(microseconds=1)) == []
+        assert _due(session, first - timedelta(microseconds=1), campaign_id) == []
 
         # 02:30 does not exist on 10 March; it is read with the offset before the change,
         # which is 03:30 EDT, 07:30 UTC.
-        assert _run_once(session, first) == datetime(2024, 3, 10, 7, 30, tzinfo=UTC)
+        assert _run_once(session, first, campaign_id) == datetime(2024, 3, 10, 7, 30, tzinfo=UTC)
         campaign = session.get_one(Campaign, campaign_id)
         assert campaign.state == "awaiting_next_run"
         assert campaign.last_run_at == first
 
         second = datetime(2024, 3, 10, 7, 30, tzinfo=UTC)
-        assert _run_once(session, second) == datetime(2024, 3, 11, 6, 30, tzinfo=UTC)
+        assert _run_once(session, second, campaign_id) == datetime(2024, 3, 11, 6, 30, tzinfo=UTC)
 
 
 def test_repeated_local_time_takes_the_first(store: ControlStore) -> None:
@@ -100,22 +112,26 @@ def test_repeated_local_time_takes_the_first(store: ControlStore) -> None:
         "start_date": "2024-11-02",
     }
     with store.session() as session:
-        _publish(session, daily)
+        campaign_id = _publish(session, daily)
         # 01:30 happens twice on 3 November; the first, in EDT, is 05:30 UTC.
-        after_first = _run_once(session, datetime(2024, 11, 2, 5, 30, tzinfo=UTC))
+        after_first = _run_once(session, datetime(2024, 11, 2, 5, 30, tzinfo=UTC), campaign_id)
         assert after_first == datetime(2024, 11, 3, 5, 30, tzinfo=UTC)
-        assert _run_once(session, after_first) == datetime(2024, 11, 4, 6, 30, tzinfo=UTC)
+        assert _run_once(session, after_first, campaign_id) == datetime(
+            2024, 11, 4, 6, 30, tzinfo=UTC
+        )
 
 
 def test_one_time_run_completes(store: ControlStore) -> None:
     with store.session() as session:
         campaign_id = _publish(session, {"type": "now"})
         now = PUBLISHED_AT + timedelta(seconds=5)
-        assert _run_once(session, now) is None
+        assert _run_once(session, now, campaign_id) is None
         assert session.get_one(Campaign, campaign_id).state == "completed"
-        assert due_runs(session, now + timedelta(days=1)) == []
+        assert _due(session, now + timedelta(days=1), campaign_id) == []
         actions = session.scalars(
-            select(AuditEntry.action).where(AuditEntry.actor_id == SCHEDULER_ACTOR)
+            select(AuditEntry.action).where(
+                AuditEntry.actor_id == SCHEDULER_ACTOR, AuditEntry.resource_id == campaign_id
+            )
         ).all()
         assert actions == ["start_run", "finish_run"]
 
@@ -124,11 +140,11 @@ def test_unfinished_run_is_due_again(
     store: ControlStore,
 ) -> None:
     with store.session() as session:
-        _publish(session, {"type": "at", "at": "2024-03-09T15:00:00Z"})
+        campaign_id = _publish(session, {"type": "at", "at": "2024-03-09T15:00:00Z"})
         now = datetime(2024, 3, 9, 15, 0, 3, tzinfo=UTC)
-        [run] = due_runs(session, now)
+        [run] = _due(session, now, campaign_id)
         begin_run(session, run, now)
-        [again] = due_runs(session, now + timedelta(minutes=5))
+        [again] = _due(session, now + timedelta(minutes=5), campaign_id)
         assert again.run_id == run.run_id
         assert run.run_id.endswith("@2024-03-09T15:00:00.000000Z")
 
@@ -140,11 +156,11 @@ def test_date_property_campaign_runs_daily_and_stays_running(store: ControlStore
         assert session.get_one(Campaign, campaign_id).state == "running"
         # Published at 07:00 New York time, so the first run is at 10:00 that day.
         first = datetime(2024, 3, 8, 15, 0, tzinfo=UTC)
-        assert due_runs(session, first - timedelta(microseconds=1)) == []
+        assert _due(session, first - timedelta(microseconds=1), campaign_id) == []
         # The spring change falls in between: 10:00 EDT is 14:00 UTC.
-        assert _run_once(session, first) == datetime(2024, 3, 9, 15, 0, tzinfo=UTC)
+        assert _run_once(session, first, campaign_id) == datetime(2024, 3, 9, 15, 0, tzinfo=UTC)
         assert session.get_one(Campaign, campaign_id).state == "running"
-        assert _run_once(session, datetime(2024, 3, 9, 15, 0, tzinfo=UTC)) == datetime(
+        assert _run_once(session, datetime(2024, 3, 9, 15, 0, tzinfo=UTC), campaign_id) == datetime(
             2024, 3, 10, 14, 0, tzinfo=UTC
         )
 
@@ -155,7 +171,7 @@ def test_triggered_campaign_starts_running_at_its_start(store: ControlStore) -> 
     with store.session() as session:
         campaign_id = _publish(session, trigger)
         assert session.get_one(Campaign, campaign_id).state == "scheduled"
-        assert start_triggered(session, start - timedelta(seconds=1)) == []
-        assert start_triggered(session, start) == [campaign_id]
+        assert campaign_id not in start_triggered(session, start - timedelta(seconds=1))
+        assert campaign_id in start_triggered(session, start)
         assert session.get_one(Campaign, campaign_id).state == "running"
-        assert due_runs(session, start) == []
+        assert _due(session, start, campaign_id) == []
