@@ -8,8 +8,8 @@ every other change.
 A date-property campaign stays running and has a run every day at its local time, for the
 users whose date comes `days_before` days later.
 
-A run is named by its campaign and the instant it was due (`last_run_at`), so a scheduler
-that crashes mid-run finds the campaign still running and writes the same run again: the
+A run is named by its campaign and the instant it was due (`last_run_at`). A scheduler that
+crashes mid-run finds the campaign still running and writes the same run again, and the
 engine's ledger drops the members it has already decided.
 """
 

@@ -286,8 +286,8 @@ def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -
     index = bisect_left(times, at_us)
     if index == len(times) or times[index] != at_us:
         times.insert(index, at_us)
-        # NOTE: only the latest cancels are kept; a window opened by a `did` event that
-        # arrives after this many newer `did_not` events may miss an older one.
+        # NOTE: only the latest cancels are kept, so a `did` event that arrives after this
+        # many newer `did_not` events may miss an older one inside its window.
         del times[:-MAX_KEPT_CANCELS]
         state.changed = True
     kept = [

@@ -108,8 +108,9 @@ class EngineSettings(BaseModel, frozen=True):
     """The real-time engine: consumer group, transactions and event-time rules.
 
     `idle_watermark_s`: a partition without records for this long moves its event-time
-    watermark on, so windows close when traffic stops: up to the wall clock when it is
-    within `max_lateness_s` of it, else (a replay of history) by the time that passes.
+    watermark on, so windows close when traffic stops. A watermark within `max_lateness_s`
+    of the wall clock moves up to it. One further behind, from a replay of history, moves
+    on by the time that passes.
     `transactional_id`: unique per worker, and stable across its restarts, so that a
     restarted worker aborts the transaction its predecessor left open. By default it is
     derived from the group, the host name and `worker_web_port`.
@@ -128,7 +129,7 @@ class EngineSettings(BaseModel, frozen=True):
     control_group_percent: int | None = Field(default=None, ge=2, le=5)
     max_poll_records: int = Field(default=500, gt=0)
     # The engine's own transactions on the events topic make a read_committed fetch wait
-    # its whole allowance for new records; a short one keeps the send latency low.
+    # its whole allowance for new records, so a short allowance keeps the latency low.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=500)
     # How often the leader worker looks for due runs of scheduled campaigns.
     scheduler_interval_s: float = Field(default=10.0, gt=0)

@@ -28,7 +28,7 @@ SELECT
 FROM {profiles_source};
 
 -- deliveries: the engine's decisions, one row per send id. `outcome` is `sent` or
--- `not_sent`; `reason` says why not (unsubscribed, not_reachable, global_cap, campaign_cap,
+-- `not_sent`; `reason` is why not (unsubscribed, not_reachable, global_cap, campaign_cap,
 -- quiet_hours, throttled, limit_per_run, limit_per_day, limit_overall, control_group,
 -- account_control_group, render_failed, missed_local_time, cut_off, campaign_stopped).
 -- `trigger_id` is the triggering event's message id; `run_id` names a scheduled run.

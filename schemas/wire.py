@@ -103,8 +103,9 @@ def _payload_text(payload: Any) -> str:
 def envelope_problem(envelope: Any) -> str | None:
     """Return why a decoded envelope cannot be processed, or None when it can.
 
-    Herald's API writes only valid envelopes, but any producer can write to the topic;
-    every consumer checks the shape it relies on rather than crash on a stray record.
+    Herald's API writes only valid envelopes, but any producer can write to the topic.
+    Every consumer therefore checks the shape it relies on, rather than crash on a stray
+    record.
     """
     if not isinstance(envelope, dict):
         return f"expected an event object, got {type(envelope).__name__}"

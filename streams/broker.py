@@ -387,8 +387,8 @@ def _server_properties(settings: BrokerSettings, data_dir: Path) -> str:
         # The default 3 s delay before the first rebalance would slow every consumer group join.
         "group.initial.rebalance.delay.ms=0",
         # With verification on, the broker checks each transactional write's partition with
-        # the transaction coordinator, and answers clients of aiokafka's protocol version with
-        # NOT_ENOUGH_REPLICAS until it has; each retry then adds to the engine's latency.
+        # the transaction coordinator. Until it has, it rejects writes of aiokafka's protocol
+        # version with NOT_ENOUGH_REPLICAS, and each retry adds to the engine's latency.
         "transaction.partition.verification.enable=false",
     ]
     return "\n".join(lines) + "\n"

@@ -1,12 +1,15 @@
 """The real-time engine in the worker: events in, send commands out, in Kafka transactions.
 
-Each poll of the events topic is processed by one `PartitionEngine` per assigned partition
-and its results are written in one Kafka transaction: the send commands to
-`sends.<channel>`, the Notification Sent and Not Sent events to `events`, the changed user
-states to the compacted state topic, and the consumed offsets. Either all of it becomes
-visible to `read_committed` consumers or none of it does, so a worker killed at any
-moment leaves no send command whose state change was lost, and the events it consumes
-again after a restart find their send ids in the ledger.
+Each poll of the events topic is processed by one `PartitionEngine` per assigned
+partition. Its results are written in one Kafka transaction:
+- the send commands, to `sends.<channel>`;
+- the Notification Sent and Not Sent events, to `events`;
+- the changed user states, to the compacted state topic;
+- the consumed offsets.
+
+Either all of it becomes visible to `read_committed` consumers or none of it does. A
+worker killed at any moment therefore leaves no send command whose state change was
+lost, and the events it consumes again after a restart find their send ids in the ledger.
 
 Why not a Faust table: a Faust agent commits offsets and writes its changelog outside
 any transaction, so a crash between a send and its ledger entry would send twice on
@@ -130,9 +133,9 @@ class StreamEngine(ConsumerRebalanceListener):
             linger_ms=1,
             max_request_size=8 * 1024 * 1024,
             transaction_timeout_ms=int(engine.transaction_timeout_s * 1000),
-            # The broker answers some transactional writes with NOT_ENOUGH_REPLICAS even on
-            # one node; the retry succeeds, and waiting the default 100 ms for it would add
-            # as much to the send latency.
+            # Brokers that verify transactional writes reject some with NOT_ENOUGH_REPLICAS
+            # until the coordinator confirms the partition. The retry succeeds, and the
+            # default wait of 100 ms before it would add as much to the send latency.
             retry_backoff_ms=10,
             client_id="herald-engine",
         )

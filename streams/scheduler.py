@@ -3,8 +3,9 @@
 Each tick reads the due runs from the control-plane database, selects each run's audience
 with SQL over the landed Parquet, and writes the members to the runs topic, in batches,
 in the partition of each user. The engine that owns the partition decides every member
-with the same delivery controls as a triggered send, so a run never waits on, nor holds
-up, the triggered sends of other partitions.
+with the same delivery controls as a triggered send. Members arrive in batches of at most
+`RUN_BATCH_USERS`, between the partition's events, so a large run delays a triggered
+send by one batch's decisions at most.
 
 The audience is the landed data as of the run: events still in flight to Parquet (at most
 the landing's flush interval) are not seen.
@@ -95,17 +96,17 @@ class RunScheduler:
             await asyncio.to_thread(begin_run, session, run, now)
             members = await asyncio.to_thread(self._members, session, run)
         limits = CampaignDelivery.model_validate(run.definition["delivery"]).limits
-        refused = None
+        rejection = None
         if too_many_qualified(limits, len(members)):
-            refused = (
+            rejection = (
                 f"{len(members):,} users qualify, more than the campaign's limit of "
                 f"{limits.max_qualified_users:,}; nothing was sent"
             )
-            logger.warning(refused, extra={"campaign_id": run.campaign_id, "run_id": run.run_id})
+            logger.warning(rejection, extra={"campaign_id": run.campaign_id, "run_id": run.run_id})
         else:
             await self._write(run, members)
         with store.session() as session:
-            next_at = await asyncio.to_thread(end_run, session, run, now, len(members), refused)
+            next_at = await asyncio.to_thread(end_run, session, run, now, len(members), rejection)
         logger.info(
             "run issued",
             extra={

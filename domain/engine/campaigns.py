@@ -1,6 +1,6 @@
 """The live triggered campaigns, compiled once per catalog change for the hot path.
 
-The catalog holds each campaign's stored definition as the control plane published it.
+The catalog contains each campaign's stored definition as the control plane published it.
 `compile_campaigns` turns the ones that may send into `LiveCampaign`s: the trigger's
 matchers, the delivery rules `decide` reads, the audience's segment evaluator, and an
 index by event name so that an event is matched only against the triggers it can start

@@ -30,7 +30,7 @@ Scheduled runs: the scheduler writes the members of a run's audience to the runs
 in the partition of each user, and `run` decides each one with the same controls. With
 delivery in the user's time zone, a user whose local send time is still ahead waits in
 `deferred`; one whose local time has passed gets the next day's, or nothing, as the
-campaign's `missed_local_time` says.
+campaign's `missed_local_time` sets.
 
 Send ids: BLAKE2b of campaign, occasion (the trigger event's id, or the run id) and user.
 Each decided id goes into the user's ledger, so an event processed twice, after a crash or
@@ -103,7 +103,7 @@ class EngineRules:
 
 @dataclass(slots=True)
 class Effects:
-    """What one call produced, for the stream to write in one transaction.
+    """The output of one call, for the stream to write in one transaction.
 
     - `sends`: send command values, JSON objects with `channel` and `send_id`.
     - `events`: envelopes for the events topic.

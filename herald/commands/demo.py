@@ -1,11 +1,13 @@
 """`herald demo`: the reference dataset through the whole pipeline, checked against the CSV.
 
-Starts the development broker, a worker and the API, publishes the example campaigns,
-replays the dataset through the HTTP API with the Segment client, waits until every event
-has landed, and prints the landed count of each event name next to the CSV's, then each
-campaign's sends and reasons not to send. Running it again lands nothing twice and sends
-nothing twice: the replay sends the same message ids, the landing drops copies, and the
-engine neither triggers on events two hours behind its watermark nor repeats a send id.
+Starts the development broker, a worker and the API, and publishes the example campaigns.
+Replays the dataset through the HTTP API with the Segment client and waits until every
+event has landed. Prints the landed count of each event name next to the CSV's, then each
+campaign's sends and reasons not to send.
+
+Running it again lands nothing twice and sends nothing twice. The replay sends the same
+message ids, and the landing drops copies. The engine does not trigger on events two hours
+behind its watermark, and never repeats a send id.
 """
 
 from __future__ import annotations

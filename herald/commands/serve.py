@@ -64,7 +64,7 @@ def build_worker_app(
 
         @app.task
         async def run_engine() -> None:
-            # A new engine each time: one that failed mid-transaction holds state that
+            # A new engine each time: one that failed mid-transaction keeps state that
             # was never committed.
             await _with_restarts("engine", lambda: StreamEngine(settings, catalog, ready).run())
 

@@ -81,7 +81,7 @@ def _run_once(session: Session, now: datetime, campaign_id: str) -> datetime | N
     return end_run(session, run, now, members=0)
 
 
-def test_skipped_local_time_takes_the_offset_before_the_change(store: ControlStore) -> None:
+def test_skipped_local_time_offset(store: ControlStore) -> None:
     daily = {
         "type": "recurring",
         "frequency": "daily",

@@ -57,7 +57,7 @@ def _events(user: str, started: datetime, *names: str) -> list[dict[str, Any]]:
     return [identify, *tracks]
 
 
-def test_quiet_partition_closes_its_windows_by_the_wall_clock(herald_stack) -> None:  # type: ignore[no-untyped-def]
+def test_quiet_partition_closes_windows(herald_stack) -> None:  # type: ignore[no-untyped-def]
     stack = herald_stack(HERALD_ENGINE__IDLE_WATERMARK_S="1")
     stack.start_api()
     campaign_id = publish(stack, bootstrap_admin(stack), FORGOTTEN_CART)
@@ -94,7 +94,7 @@ PAYMENT_NOW = {
 }
 
 
-def test_stray_records_on_the_events_topic_stop_no_send(herald_stack) -> None:  # type: ignore[no-untyped-def]
+def test_stray_records_stop_no_send(herald_stack) -> None:  # type: ignore[no-untyped-def]
     stack = herald_stack()
     stack.start_api()
     campaign_id = publish(stack, bootstrap_admin(stack), PAYMENT_NOW)

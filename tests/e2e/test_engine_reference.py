@@ -110,7 +110,7 @@ def _delivery_report(
 
 
 def _loyal_users() -> list[str]:
-    """Users whose latest row in the CSV says `loyal`, by DuckDB alone."""
+    """Users whose latest row in the CSV has `loyal`, by DuckDB alone."""
     rows = duckdb.execute(
         "SELECT user_id FROM ("
         " SELECT user_id, user_lifecycle, row_number() OVER () AS row"

@@ -1,4 +1,4 @@
-"""The reference dataset and the example campaigns as the engine sees them, without Kafka."""
+"""The reference dataset and the example campaigns as the engine reads them, without Kafka."""
 
 from __future__ import annotations
 

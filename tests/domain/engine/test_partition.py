@@ -162,7 +162,7 @@ def test_copy_of_a_triggering_event_sends_once() -> None:
     assert [s["send_id"] for s in effects.sends] == [send_id_of("payment", "m1", "u1")]
 
 
-def test_event_from_a_clock_ahead_neither_triggers_nor_moves_the_watermark() -> None:
+def test_clock_ahead_event_ignored() -> None:
     campaigns = _campaigns(payment=PAYMENT, cart=CART)
     engine = PartitionEngine(0, EngineRules())
     engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
@@ -192,7 +192,7 @@ def test_late_event_does_not_trigger_but_cancels() -> None:
 
 
 @pytest.mark.parametrize("restored", [False, True])
-def test_watermark_closes_an_inaction_window_only_after_its_end(restored: bool) -> None:
+def test_window_closes_after_its_end(restored: bool) -> None:
     campaigns = _campaigns(cart=CART)
     engine = PartitionEngine(0, EngineRules())
     engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
@@ -220,7 +220,7 @@ def test_stopped_campaign_reports_its_open_windows_not_sent() -> None:
 # Delivery controls through the engine --------------------------------------------------
 
 
-def test_quiet_hours_defer_to_their_end_in_the_users_zone() -> None:
+def test_quiet_hours_defer_in_user_zone() -> None:
     quiet = {
         "windows": [
             {
@@ -328,7 +328,7 @@ def _us(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000
 
 
-def test_flush_leaves_windows_that_end_after_the_wall_clock() -> None:
+def test_flush_keeps_live_windows() -> None:
     campaigns = _campaigns(cart=CART)
     engine = PartitionEngine(0, EngineRules())
     engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
@@ -355,4 +355,3 @@ def test_calendar_day_cap_follows_the_campaigns_account_zone(zone: str, sends: i
         _event("u1", "payment_error", evening + timedelta(hours=2)),
     ]
     assert len(engine.process(envelopes, campaigns, NOW).sends) == sends
-
