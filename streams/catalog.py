@@ -14,6 +14,7 @@ change what goes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from domain.engine.campaigns import LIVE_STATES, CampaignSet, compile_campaigns
 from domain.triggers import CompiledTrigger
 from herald.config import KafkaSettings
 
-__all__ = ["LIVE_STATES", "CampaignCatalog", "follow_catalog"]
+__all__ = ["LIVE_STATES", "CampaignCatalog", "follow_catalog", "wait_for_live"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +119,22 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
         if await consumer.position(topic_partition) < end:
             return False
     return True
+
+
+async def wait_for_live(kafka: KafkaSettings, campaign_ids: list[str], timeout_s: float) -> None:
+    """Return once the campaigns topic shows every campaign of `campaign_ids` able to send.
+
+    Raises:
+        TimeoutError: some campaign was still missing after `timeout_s`.
+    """
+    catalog = CampaignCatalog()
+    ready = asyncio.Event()
+    follower = asyncio.create_task(follow_catalog(kafka, catalog, ready))
+    try:
+        async with asyncio.timeout(timeout_s):
+            while set(campaign_ids) - set(catalog.live_campaigns().by_id):
+                await asyncio.sleep(0.2)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower

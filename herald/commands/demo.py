@@ -13,7 +13,6 @@ behind its watermark, and never repeats a send id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from herald.commands.replay import default_host
 from herald.config import HeraldSettings
 from queries.catalog import connect
 from streams.broker import BrokerError, LocalBroker
-from streams.catalog import CampaignCatalog, follow_catalog
+from streams.catalog import wait_for_live
 from streams.topics import TopicAdminError, ensure_topics, herald_topics
 
 __all__ = ["demo"]
@@ -160,8 +159,12 @@ def _publish_examples(settings: HeraldSettings, host: str) -> dict[str, str]:
                 _checked(client.post(f"/campaigns/{campaign_id}/publish", json={}))
                 _console.print(f"published the example campaign {body['name']!r}")
             names[campaign_id] = body["name"]
-    with _console.status("waiting for the worker to see the campaigns…"):
-        asyncio.run(_wait_for_catalog(settings, list(names)))
+    with _console.status("waiting for the campaigns to reach the workers…"):
+        try:
+            asyncio.run(wait_for_live(settings.kafka, list(names), timeout_s=60))
+        except TimeoutError:
+            _console.print("[red]error:[/] the campaigns did not reach the campaigns topic")
+            raise typer.Exit(1) from None
     return names
 
 
@@ -186,23 +189,6 @@ def _checked(response: httpx.Response) -> Any:
         _console.print(f"[red]error:[/] {response.request.url.path}: {response.text}")
         raise typer.Exit(1)
     return response.json()
-
-
-async def _wait_for_catalog(settings: HeraldSettings, campaign_ids: list[str]) -> None:
-    catalog = CampaignCatalog()
-    ready = asyncio.Event()
-    follower = asyncio.create_task(follow_catalog(settings.kafka, catalog, ready))
-    try:
-        async with asyncio.timeout(60):
-            while set(campaign_ids) - set(catalog.live_campaigns().by_id):
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        _console.print("[red]error:[/] the campaigns did not reach the campaigns topic")
-        raise typer.Exit(1) from None
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
 
 
 def _print_deliveries(data_dir: Path, campaigns: dict[str, str]) -> None:

@@ -4,7 +4,6 @@ the send commands read back from Kafka."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 
 from herald.config import KafkaSettings
-from streams.catalog import CampaignCatalog, follow_catalog
+from streams.catalog import wait_for_live
 from streams.topics import sends_topics
 from tests.support.stack import HeraldStack
 
@@ -73,22 +72,8 @@ def publish(stack: HeraldStack, token: str, body: dict[str, Any]) -> str:
 def wait_for_live_campaigns(
     kafka: KafkaSettings, campaign_ids: list[str], timeout_s: float = 30
 ) -> None:
-    """Wait until the campaigns topic shows every campaign running."""
-
-    async def wait() -> None:
-        catalog = CampaignCatalog()
-        ready = asyncio.Event()
-        follower = asyncio.create_task(follow_catalog(kafka, catalog, ready))
-        try:
-            async with asyncio.timeout(timeout_s):
-                while set(campaign_ids) - set(catalog.live_campaigns().by_id):
-                    await asyncio.sleep(0.2)
-        finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-
-    asyncio.run(wait())
+    """Wait until the campaigns topic shows every campaign able to send."""
+    asyncio.run(wait_for_live(kafka, campaign_ids, timeout_s))
 
 
 def read_sends(
