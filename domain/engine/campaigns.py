@@ -1,9 +1,9 @@
-"""The live triggered campaigns, compiled once per catalog change for the hot path.
+"""The campaigns that may send, compiled once per catalog change for the hot path.
 
 The catalog contains each campaign's stored definition as the control plane published it.
-`compile_campaigns` turns the ones that may send into `LiveCampaign`s: the trigger's
-matchers, the delivery rules `decide` reads, the audience's segment evaluator, and an
-index by event name so that an event is matched only against the triggers it can start
+`compile_campaigns` turns the ones that may send into `LiveCampaign`s. Each has its
+trigger's matchers, the delivery rules `decide` reads and its audience's segment
+evaluator. An index by event name matches an event only against the triggers it can start
 or cancel.
 """
 
@@ -104,6 +104,9 @@ class CampaignSet:
     # Behaviour features that some audience reads; the engine counts only these.
     features: tuple[Feature, ...] = ()
     stopped: dict[str, StoppedCampaign] = field(default_factory=dict)
+    # The account time zone of the campaigns with a segment audience, whose calendar days
+    # their evaluators count in. NOTE: with audiences in several zones, the first one wins.
+    audience_timezone: str | None = None
 
     def triggers_for(self, event: str | None) -> tuple[CompiledTrigger, ...]:
         return self.by_event.get(event, ()) if event else ()
@@ -192,8 +195,10 @@ def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -
     by_event: dict[str, list[CompiledTrigger]] = {}
     features: dict[str, Feature] = {}
     inaction: set[str] = set()
+    audience_timezone = None
     for campaign in live.values():
         if campaign.audience is not None:
+            audience_timezone = audience_timezone or campaign.timezone
             for feature in features_of(campaign.audience.rule):
                 features.setdefault(feature.key, feature)
         trigger = campaign.trigger
@@ -209,6 +214,7 @@ def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -
         inaction_ids=frozenset(inaction),
         features=tuple(features.values()),
         stopped=stopped,
+        audience_timezone=audience_timezone,
     )
 
 

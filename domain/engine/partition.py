@@ -29,7 +29,7 @@ Time rules:
 Scheduled runs: the scheduler writes the members of a run's audience to the runs topic,
 in the partition of each user, and `run` decides each one with the same controls. With
 delivery in the user's time zone, a user whose local send time is still ahead waits in
-`deferred`; one whose local time has passed gets the next day's, or nothing, as the
+`deferred`. A user whose local time has passed gets the next day's, or nothing, as the
 campaign's `missed_local_time` sets.
 
 Send ids: BLAKE2b of campaign, occasion (the trigger event's id, or the run id) and user.
@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from domain.delivery import (
     AccountRules,
@@ -64,6 +65,7 @@ from domain.errors import InvalidValue
 from domain.profiles import apply_traits
 from domain.segments.state import DEFAULT_HORIZON_DAYS
 from domain.segments.state import apply_event as apply_to_behaviour
+from domain.segments.state import epoch_us as moment_us
 from domain.triggers import (
     DEFAULT_MAX_FUTURE_US,
     DEFAULT_MAX_LATENESS_US,
@@ -206,7 +208,7 @@ class PartitionEngine:
             if state["triggers"]["pending"] or state["deferred"]
         ]
         self._due.clear()
-        now_us = _micros(now)
+        now_us = moment_us(now)
         for key in sorted(waiting):
             self._fire_due(key, now_us, campaigns, now, effects)
         return effects
@@ -221,7 +223,7 @@ class PartitionEngine:
             return effects
         run_id = request["run_id"]
         run_at = datetime.fromisoformat(request["run_at"])
-        run_at_us = _micros(run_at)
+        run_at_us = moment_us(run_at)
         for key in request["users"]:
             state = self.users.get(key)
             if state is None:
@@ -241,7 +243,7 @@ class PartitionEngine:
                     self._not_sent(campaign, state, send_id, run_at, now, decision, source, effects)
                     effects.changed.add(key)
                 continue
-            at_us = _micros(at)
+            at_us = moment_us(at)
             if at_us > run_at_us:
                 state["deferred"].append([campaign.campaign_id, run_id, at_us, run_id])
                 heapq.heappush(self._due, (at_us, key))
@@ -260,11 +262,13 @@ class PartitionEngine:
         key = envelope.get("user_id") or envelope.get("anonymous_id")
         if not key:
             return
+
         at_us = epoch_us(envelope["timestamp"])
         if self.watermark_us is None or at_us > self.watermark_us:
             received = envelope.get("received_at")
             if received is None or at_us <= epoch_us(received) + self.rules.max_future_us:
                 self._advance(at_us, campaigns, now, effects)
+
         state = self.users.get(key)
         # Most events change nothing the engine keeps, and then no state is written.
         changed = state is None
@@ -276,11 +280,12 @@ class PartitionEngine:
                 state["behaviour"],
                 envelope,
                 campaigns.features,
-                self.rules.account.zone,
+                self._behaviour_zone(campaigns),
                 horizon_days=self.rules.horizon_days,
             )
         if changed:
             effects.changed.add(key)
+
         event = envelope.get("event")
         if event in SELF_TRIGGERING_EVENTS:
             # The engine's own records; campaigns saved before that rule must not loop.
@@ -288,6 +293,7 @@ class PartitionEngine:
         triggers = campaigns.triggers_for(event)
         if not triggers:
             return
+
         trigger_state = TriggerState.over(state["triggers"])
         fires = on_event(
             triggers,
@@ -308,6 +314,7 @@ class PartitionEngine:
                     # A window is due only once the watermark is past its end.
                     closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
                     heapq.heappush(self._due, (closes_us, key))
+
         for fire in fires:
             self._decide(
                 key,
@@ -379,26 +386,26 @@ class PartitionEngine:
         effects: Effects,
         run_id: str | None = None,
     ) -> None:
-        campaign = campaigns.by_id.get(campaign_id)
-        if campaign is None:
-            # Stopped since the trigger fired, or deleted: the report counts the first.
-            stopped = campaigns.stopped.get(campaign_id)
-            send_id = send_id_of(campaign_id, occasion, key)
-            if stopped is not None and send_id not in state["ledger"]:
-                _remember(state["ledger"], send_id, at_us // 1_000_000)
-                effects.changed.add(key)
-                at = _datetime(at_us)
-                source = {"trigger_id": occasion} if run_id is None else {"run_id": run_id}
-                decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED)
-                self._not_sent(stopped, state, send_id, at, now, decision, source, effects)
-            return
-        at = _datetime(at_us)
-        if not campaign.in_flight(at):
-            return
         send_id = send_id_of(campaign_id, occasion, key)
         ledger = state["ledger"]
         if send_id in ledger:
             return
+        at = _datetime(at_us)
+        source = {"trigger_id": occasion} if run_id is None else {"run_id": run_id}
+
+        campaign = campaigns.by_id.get(campaign_id)
+        if campaign is None:
+            # Stopped since the trigger fired, or deleted: the report counts the first.
+            stopped = campaigns.stopped.get(campaign_id)
+            if stopped is not None:
+                _remember(ledger, send_id, at_us // 1_000_000)
+                effects.changed.add(key)
+                decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED)
+                self._not_sent(stopped, state, send_id, at, now, decision, source, effects)
+            return
+        if not campaign.in_flight(at):
+            return
+
         traits = state["profile"]["traits"]
         # A run's members were selected by SQL over all the landed history; the engine
         # counts behaviour only for the audiences of triggered campaigns.
@@ -408,49 +415,55 @@ class PartitionEngine:
             and not campaign.audience.matches(traits, state["behaviour"], at)
         ):
             return
+
         candidate = SendCandidate(
             user_id=key, at=at, traits=traits, timezone=_text(traits.get("Tz")), run_id=run_id
         )
+        account = self._account(campaign)
         counters = self.counters.get(campaign_id) or new_campaign_counters()
         try:
-            decision = decide(
-                candidate, campaign.rules, self._account(campaign), state["history"], counters
-            )
+            decision = decide(candidate, campaign.rules, account, state["history"], counters)
         except InvalidValue as error:
             decision = Decision(
                 DeliveryOutcome.SKIP, reason=NotSentReason.RENDER_FAILED, detail=error.message
             )
         effects.changed.add(key)
+
         if decision.outcome is DeliveryOutcome.DEFER:
             assert decision.send_at is not None, "a deferral carries its time"
-            state["deferred"].append([campaign_id, occasion, _micros(decision.send_at), run_id])
-            heapq.heappush(self._due, (_micros(decision.send_at), key))
+            send_at_us = moment_us(decision.send_at)
+            state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
+            heapq.heappush(self._due, (send_at_us, key))
             return
         _remember(ledger, send_id, at_us // 1_000_000)
-        source = {"trigger_id": occasion} if run_id is None else {"run_id": run_id}
         if decision.outcome is DeliveryOutcome.SKIP:
-            assert decision.reason is not None, "a skip carries its reason"
             self._not_sent(campaign, state, send_id, at, now, decision, source, effects)
             return
-        history, counters = record_decision(
-            decision, candidate, campaign.rules, self._account(campaign), state["history"], counters
+
+        state["history"], self.counters[campaign_id] = record_decision(
+            decision, candidate, campaign.rules, account, state["history"], counters
         )
-        state["history"] = history
-        self.counters[campaign_id] = counters
         effects.meta_changed = True
         effects.sends.append(_command(send_id, campaign, state, decision, source))
         effects.events.append(
             _notification(SENT_EVENT, send_id, campaign, state, at, now, decision.variant, source)
         )
 
-    def _account(self, campaign: LiveCampaign) -> AccountRules:
-        """Return the account rules in the campaign's account time zone, as the control
-        plane published it; campaigns without one get the engine's own setting."""
-        timezone = campaign.timezone or self.rules.account.timezone
+    def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
+        """Return the zone whose calendar days the behaviour counters use: the audiences'."""
+        timezone = campaigns.audience_timezone or self.rules.account.timezone
+        return self._zone_rules(timezone).zone
+
+    def _zone_rules(self, timezone: str) -> AccountRules:
         rules = self._accounts.get(timezone)
         if rules is None:
             rules = self._accounts[timezone] = AccountRules(timezone, self.rules.account.settings)
         return rules
+
+    def _account(self, campaign: LiveCampaign) -> AccountRules:
+        """Return the account rules in the campaign's account time zone, as the control
+        plane published it; campaigns without one get the engine's own setting."""
+        return self._zone_rules(campaign.timezone or self.rules.account.timezone)
 
     def _not_sent(
         self,
@@ -514,10 +527,6 @@ def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
 
 def _datetime(at_us: int) -> datetime:
     return datetime.fromtimestamp(at_us // 1_000_000, UTC).replace(microsecond=at_us % 1_000_000)
-
-
-def _micros(moment: datetime) -> int:
-    return epoch_us(format_timestamp(moment))
 
 
 def _text(value: Any) -> str | None:

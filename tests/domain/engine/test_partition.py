@@ -355,3 +355,29 @@ def test_calendar_day_cap_follows_the_campaigns_account_zone(zone: str, sends: i
         _event("u1", "payment_error", evening + timedelta(hours=2)),
     ]
     assert len(engine.process(envelopes, campaigns, NOW).sends) == sends
+
+
+@pytest.mark.parametrize(("zone", "sent"), [("UTC", []), ("Asia/Tokyo", ["u1"])])
+def test_audience_days_follow_account_zone(zone: str, sent: list[str]) -> None:
+    viewed_today = {
+        "type": "inline_segment",
+        "definition": {
+            "type": "event",
+            "event": "home",
+            "window": {"type": "last_days", "days": 1},
+        },
+    }
+    body = _campaign({"type": "event", "event": "payment_error"}, who=viewed_today)
+    entry = catalog_entry(CampaignCreate.model_validate(body))
+    entry["timezone"] = zone
+    campaigns = compile_campaigns({"payment": entry}, {})
+    engine = PartitionEngine(0, EngineRules())
+    # 08:30 and 09:30 on one Tokyo day, but on two UTC days.
+    late = datetime(2024, 3, 13, 23, 30, tzinfo=UTC)
+    envelopes = [
+        _identify("u1", late),
+        _event("u1", "home", late),
+        _event("u1", "payment_error", late + timedelta(hours=1)),
+    ]
+    sends = engine.process(envelopes, campaigns, NOW).sends
+    assert [send["user_id"] for send in sends] == sent
