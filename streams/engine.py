@@ -16,10 +16,10 @@ any transaction, so a crash between a send and its ledger entry would send twice
 restart. The state topic is restored on assignment by reading the assigned partitions
 from the beginning, which is what Faust does without a local store.
 
-Control records: a record on the events topic whose header `herald-control` is `flush`
-(its value an empty array, which every other consumer reads as no events) makes the
-engine decide every pending send of that partition: `herald replay --flush` sends one
-per partition once a replay of history is written.
+Control records: a record on the events topic with the header `herald-control: flush`
+makes the engine decide the pending sends of that partition whose time has passed by the
+wall clock. Its value is an empty array, which every other consumer reads as no events.
+`herald replay --flush` writes one per partition once a replay of history is accepted.
 
 Guarantee: every send id at most once on `sends.<channel>`, as long as one worker at a
 time owns a partition. NOTE: fencing uses a transactional id per worker, not per
@@ -116,6 +116,7 @@ class StreamEngine(ConsumerRebalanceListener):
     # Lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Consume, decide and commit until cancelled; the first failure ends the run."""
         engine = self._settings.engine
         transactional_id = engine.transactional_id or (
             f"{engine.group_id}-{socket.gethostname()}-{self._settings.worker_web_port}"
@@ -123,8 +124,9 @@ class StreamEngine(ConsumerRebalanceListener):
         if not self._catalog_ready.is_set():
             logger.info("engine waiting for the campaign catalog")
             await self._catalog_ready.wait()
+
         # Starting the producer first aborts a transaction that a killed predecessor with
-        # the same id left open; until then read_committed consumers could not pass it.
+        # the same id left open. Until then, read_committed consumers could not pass it.
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             transactional_id=transactional_id,
@@ -140,6 +142,7 @@ class StreamEngine(ConsumerRebalanceListener):
             client_id="herald-engine",
         )
         await self._producer.start()
+
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             group_id=engine.group_id,
@@ -156,6 +159,7 @@ class StreamEngine(ConsumerRebalanceListener):
         topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
         self._consumer.subscribe(topics, listener=self)
         await self._consumer.start()
+
         logger.info(
             "engine started",
             extra={"group_id": engine.group_id, "transactional_id": transactional_id},

@@ -84,9 +84,9 @@ def build_worker_app(
 async def _with_restarts(name: str, run: Callable[[], Awaitable[None]]) -> None:
     """Run a long-lived consumer, starting it again after an unexpected error.
 
-    Nothing is lost by a restart: the landing and the engine start again from their
-    committed offsets, and the catalog reads its topic from the beginning. The delay
-    doubles up to a minute while failures repeat.
+    A restart resumes where the failed run stopped: the landing and the engine start
+    again from their committed offsets, and the catalog reads its topic from the
+    beginning. The delay doubles up to a minute while failures repeat.
     """
     delay_s = 1.0
     while True:
