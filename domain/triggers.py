@@ -290,13 +290,13 @@ def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -
         # many newer `did_not` events may miss an older one inside its window.
         del times[:-MAX_KEPT_CANCELS]
         state.changed = True
-    kept = [
+    remaining = [
         item
         for item in state.pending
         if not (item[0] == campaign and item[2] - trigger.offset_us <= at_us <= item[2])
     ]
-    if len(kept) != len(state.pending):
-        state.pending = kept
+    if len(remaining) != len(state.pending):
+        state.pending = remaining
         state.changed = True
 
 

@@ -147,8 +147,8 @@ class RunScheduler:
             members = segment_members(connection, rule, now=run.run_at, tz=run.timezone)
         if within is None:
             return members
-        kept = set(within)
-        return [member for member in members if member in kept]
+        dated = set(within)
+        return [member for member in members if member in dated]
 
     async def _write(self, run: DueRun, members: list[str]) -> None:
         # A producer per run: runs are rare, and nothing stays open between them.
