@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -133,6 +134,8 @@ def envelope_problem(envelope: Any) -> str | None:
     return None
 
 
+# The events of one API request share their `received_at`, so most lookups hit.
+@lru_cache(maxsize=1024)
 def _is_utc_timestamp(value: str) -> bool:
     if not _UTC_TIMESTAMP.match(value):
         return False
