@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -168,6 +169,10 @@ class PartitionEngine:
         # (due µs, user key); entries may be stale, a user's due items are read from state.
         self._due: list[tuple[int, str]] = []
         self._accounts: dict[str, AccountRules] = {}
+        self._now: datetime | None = None
+        self._campaigns: CampaignSet | None = None
+        self._reads_notifications = False
+        self._now_text = ""
         for key, state in self.users.items():
             self._schedule(key, state)
 
@@ -262,6 +267,11 @@ class PartitionEngine:
         key = envelope.get("user_id") or envelope.get("anonymous_id")
         if not key:
             return
+        event = envelope.get("event")
+        if event in SELF_TRIGGERING_EVENTS and not self.reads_notifications(campaigns):
+            # The engine's own records come back on the topic it reads. They change no
+            # profile, trigger nothing, and matter only to audiences that count them.
+            return
 
         at_us = epoch_us(envelope["timestamp"])
         if self.watermark_us is None or at_us > self.watermark_us:
@@ -286,7 +296,6 @@ class PartitionEngine:
         if changed:
             effects.changed.add(key)
 
-        event = envelope.get("event")
         if event in SELF_TRIGGERING_EVENTS:
             # The engine's own records; campaigns saved before that rule must not loop.
             return
@@ -342,7 +351,7 @@ class PartitionEngine:
         state = self.users.get(key)
         if state is None:
             return
-        trigger_state = TriggerState.from_json(state["triggers"])
+        trigger_state = TriggerState.over(state["triggers"])
         due = [
             (fire.fire_at_us, fire.campaign_id, fire.trigger_id, None)
             for fire in due_fires(trigger_state, key, watermark_us, campaigns.inaction_ids)
@@ -444,9 +453,20 @@ class PartitionEngine:
             decision, candidate, campaign.rules, account, state["history"], counters
         )
         effects.meta_changed = True
-        effects.sends.append(_command(send_id, campaign, state, decision, source))
+        assert decision.send_at is not None, "a send carries its time"
+        send_at = _timestamp_text(moment_us(decision.send_at))
+        effects.sends.append(_command(send_id, campaign, state, decision, send_at, source))
         effects.events.append(
-            _notification(SENT_EVENT, send_id, campaign, state, at, now, decision.variant, source)
+            _notification(
+                SENT_EVENT,
+                send_id,
+                campaign,
+                state,
+                send_at,
+                self._received_at(now),
+                decision.variant,
+                source,
+            )
         )
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
@@ -480,8 +500,34 @@ class PartitionEngine:
         effects.reasons[(campaign.campaign_id, decision.reason.value)] += 1
         properties = {"reason": decision.reason.value, "detail": decision.detail, **source}
         effects.events.append(
-            _notification(NOT_SENT_EVENT, send_id, campaign, state, at, now, None, properties)
+            _notification(
+                NOT_SENT_EVENT,
+                send_id,
+                campaign,
+                state,
+                _timestamp_text(moment_us(at)),
+                self._received_at(now),
+                None,
+                properties,
+            )
         )
+
+    def reads_notifications(self, campaigns: CampaignSet) -> bool:
+        """Tell whether some live audience counts the engine's own Notification events;
+        without one, the engine skips them when they come back on the events topic."""
+        if campaigns is not self._campaigns:
+            self._campaigns = campaigns
+            self._reads_notifications = any(
+                feature.event in SELF_TRIGGERING_EVENTS for feature in campaigns.features
+            )
+        return self._reads_notifications
+
+    def _received_at(self, now: datetime) -> str:
+        # One call decides many sends at the same `now`; format it once.
+        if now is not self._now:
+            self._now = now
+            self._now_text = format_timestamp(now)
+        return self._now_text
 
 
 def local_run_time(
@@ -525,6 +571,17 @@ def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
             del ledger[old]
 
 
+def _timestamp_text(at_us: int) -> str:
+    """Format microseconds since the epoch as `format_timestamp` does."""
+    return f"{_second_text(at_us // 1_000_000)}.{at_us % 1_000_000:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second_text(at_s: int) -> str:
+    # Sends decided together share their second, so the costly formatting is cached.
+    return datetime.fromtimestamp(at_s, UTC).isoformat(timespec="seconds")[:-6]
+
+
 def _datetime(at_us: int) -> datetime:
     return datetime.fromtimestamp(at_us // 1_000_000, UTC).replace(microsecond=at_us % 1_000_000)
 
@@ -538,12 +595,12 @@ def _command(
     campaign: LiveCampaign,
     state: dict[str, Any],
     decision: Decision,
+    send_at: str,
     source: dict[str, str],
 ) -> dict[str, Any]:
     profile = state["profile"]
     traits = profile["traits"]
     channel = campaign.rules.channel
-    assert decision.send_at is not None, "a send carries its time"
     return {
         "send_id": send_id,
         "campaign_id": campaign.campaign_id,
@@ -553,7 +610,7 @@ def _command(
         "variant": decision.variant,
         "user_id": profile["user_id"],
         "anonymous_id": profile["anonymous_id"],
-        "send_at": format_timestamp(decision.send_at),
+        "send_at": send_at,
         "trigger_id": source.get("trigger_id"),
         "run_id": source.get("run_id"),
         "contact": {
@@ -568,8 +625,8 @@ def _notification(
     send_id: str,
     campaign: LiveCampaign | StoppedCampaign,
     state: dict[str, Any],
-    at: datetime,
-    now: datetime,
+    timestamp: str,
+    received_at: str,
     variant: str | None,
     properties: dict[str, Any],
 ) -> dict[str, Any]:
@@ -583,8 +640,8 @@ def _notification(
         "anonymous_id": profile["anonymous_id"],
         "group_id": None,
         "previous_id": None,
-        "timestamp": format_timestamp(at),
-        "received_at": format_timestamp(now),
+        "timestamp": timestamp,
+        "received_at": received_at,
         "properties": {"send_id": send_id, **properties},
         "traits": {},
         "context": {},
