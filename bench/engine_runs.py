@@ -528,7 +528,8 @@ class _CommandReader:
             consumed_ns = time.time_ns()
             for records in batches.values():
                 for record in records:
-                    self._record(orjson.loads(record.value), consumed_ns)
+                    for command in decode_events(record.value):
+                        self._record(command, consumed_ns)
             if batches:
                 self._last_read_s = time.perf_counter()
 

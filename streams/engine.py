@@ -2,7 +2,9 @@
 
 Each poll of the events topic is processed by one `PartitionEngine` per assigned
 partition. Its results are written in one Kafka transaction:
-- the send commands, to `sends.<channel>`;
+- the send commands, to `sends.<channel>`, as micro-batches like the events: a record is
+  a JSON array of the commands of one events partition's users, in the same partition
+  number of the sends topic;
 - the Notification Sent and Not Sent events, to `events`;
 - the changed user states, to the compacted state topic;
 - the consumed offsets.
@@ -46,6 +48,7 @@ from aiokafka.structs import ConsumerRecord
 from domain.delivery import AccountRules
 from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine
 from herald.config import HeraldSettings, KafkaSettings
+from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import AccountDeliverySettings
 from schemas.wire import decode_events, envelope_problem
 from streams.catalog import CampaignCatalog
@@ -111,6 +114,7 @@ class StreamEngine(ConsumerRebalanceListener):
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._sends_partitions: dict[str, int] = {}
         self.stats = EngineStats()
 
     # Lifecycle -------------------------------------------------------------------------
@@ -286,6 +290,7 @@ class StreamEngine(ConsumerRebalanceListener):
     ) -> Effects:
         total = Effects()
         envelopes: list[dict[str, Any]] = []
+        skips_own = not engine.reads_notifications(campaigns)
         for record in records:
             if _is_flush(record):
                 _merge(total, engine.process(envelopes, campaigns, now))
@@ -304,6 +309,8 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
                 continue
             for envelope in decoded:
+                if skips_own and _is_own_notification(envelope):
+                    continue
                 problem = envelope_problem(envelope)
                 if problem is None:
                     envelopes.append(envelope)
@@ -399,15 +406,14 @@ class StreamEngine(ConsumerRebalanceListener):
         send = self._producer.send
         futures = []
         engine = self._partitions[partition]
+        by_topic: dict[str, list[bytes]] = {}
         for command in result.sends:
-            key = (command["user_id"] or command["anonymous_id"]).encode()
-            futures.append(
-                await send(
-                    self._kafka.sends_topic_prefix + command["channel"],
-                    key=key,
-                    value=orjson.dumps(command),
-                )
-            )
+            topic = self._kafka.sends_topic_prefix + command["channel"]
+            by_topic.setdefault(topic, []).append(orjson.dumps(command))
+        for topic, encoded in by_topic.items():
+            target = await self._sends_partition(topic, partition)
+            for value in bounded_records(encoded):
+                futures.append(await send(topic, value=value, partition=target))
         if result.events:
             encoded = [orjson.dumps(event) for event in result.events]
             for value in bounded_records(encoded):
@@ -433,6 +439,16 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
             )
         return futures
+
+    async def _sends_partition(self, topic: str, partition: int) -> int:
+        """Return the partition of `topic` for the users of an events partition: the same
+        number, or its remainder when the topic was created with fewer partitions."""
+        count = self._sends_partitions.get(topic)
+        if count is None:
+            assert self._producer is not None, "run() started the producer"
+            count = len(await self._producer.partitions_for(topic))
+            self._sends_partitions[topic] = count
+        return partition % count
 
 
 async def request_flush(kafka: KafkaSettings) -> int:
@@ -481,6 +497,10 @@ def _restore_record(
     else:
         users[user] = orjson.loads(record.value)
     return None
+
+
+def _is_own_notification(envelope: Any) -> bool:
+    return isinstance(envelope, dict) and envelope.get("event") in SELF_TRIGGERING_EVENTS
 
 
 def _is_flush(record: ConsumerRecord) -> bool:

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer
 
 from herald.config import KafkaSettings
+from schemas.wire import decode_events
 from streams.catalog import wait_for_live
 from streams.topics import sends_topics
 from tests.support.stack import HeraldStack
@@ -98,7 +98,8 @@ def read_sends(
             while time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=500)
                 for records in batches.values():
-                    commands += [orjson.loads(record.value) for record in records]
+                    for record in records:
+                        commands += decode_events(record.value)
                     quiet_since = time.monotonic()
                 if len(commands) >= expected and time.monotonic() - quiet_since >= settle_s:
                     break
