@@ -324,6 +324,46 @@ def test_sent_event_carries_campaign_variant_channel_and_labels() -> None:
     assert event["timestamp"] == format_timestamp(T0)
 
 
+def test_own_notifications_counted_when_an_audience_reads_them() -> None:
+    was_sent = {
+        "type": "inline_segment",
+        "definition": {
+            "type": "message",
+            "action": "sent",
+            "campaign_id": "payment",
+            "window": {"type": "last_days", "days": 30},
+        },
+    }
+    campaigns = _campaigns(
+        payment=PAYMENT,
+        follow_up=_campaign({"type": "event", "event": "app_open"}, who=was_sent),
+    )
+    engine = PartitionEngine(0, EngineRules())
+    first = engine.process(
+        [_identify("u1", T0), _event("u1", "payment_error", T0, "m1")], campaigns, NOW
+    )
+    [notification] = first.events
+    later = T0 + timedelta(minutes=5)
+    second = engine.process([notification, _event("u1", "app_open", later, "m2")], campaigns, NOW)
+    assert [s["campaign_id"] for s in second.sends] == ["follow_up"]
+
+
+def test_own_notifications_skipped_without_such_audience() -> None:
+    engine = PartitionEngine(0, EngineRules())
+    campaigns = _campaigns(payment=PAYMENT)
+    first = engine.process(
+        [_identify("u1", T0), _event("u1", "payment_error", T0, "m1")], campaigns, NOW
+    )
+    [notification] = first.events
+    # A notification decided later than the watermark, as a flush decides them.
+    notification = {**notification, "timestamp": format_timestamp(T0 + timedelta(hours=1))}
+    watermark_us = engine.watermark_us
+    second = engine.process([notification], campaigns, NOW)
+    assert second.changed == set()
+    assert not second.meta_changed
+    assert engine.watermark_us == watermark_us
+
+
 def _us(at: datetime) -> int:
     return int(at.timestamp()) * 1_000_000
 
