@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from jinja2 import TemplateError
 
 from domain.errors import InvalidValue
-from domain.templates import render_tree
+from domain.templates import RenderPlan
 from schemas.campaign_message import MessageVariant
 
 __all__ = ["MessageRenderer", "render_variant"]
+
+# The engine keeps each live campaign's variants for as long as the catalog is unchanged,
+# so a plan is prepared once per variant and used for every send. Each entry keeps its
+# variant alive, so no other object can take the id that keys it. The bound caps how many
+# replaced variants the cache keeps alive.
+# NOTE: a variant is frozen, but the dicts inside its message (a webhook's `payload`) are
+# not. Renders keep using the plan, so they miss a change made to those dicts in place.
+_MAX_CACHED_PLANS = 4096
+_plans: dict[int, tuple[MessageVariant, RenderPlan]] = {}
+_plans_lock = threading.Lock()
 
 
 class MessageRenderer(Protocol):
@@ -31,10 +42,24 @@ def render_variant(
         InvalidValue: a placeholder has no value, or the template fails on this user's
             data (`{{ profile.age + 1 }}` with a text age, a division by zero).
     """
-    message = variant.message.model_dump(mode="json", exclude_none=True)
-    path = ("what", "variants", variant.name)
+    plan = _plan_of(variant)
     try:
-        rendered: dict[str, Any] = render_tree(message, traits, defaults, path)
+        rendered: dict[str, Any] = plan.render(traits, defaults)
     except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
+        path = ("what", "variants", variant.name)
         raise InvalidValue(f"cannot render variant {variant.name!r}: {error}", path) from None
     return rendered
+
+
+def _plan_of(variant: MessageVariant) -> RenderPlan:
+    entry = _plans.get(id(variant))
+    if entry is not None and entry[0] is variant:
+        return entry[1]
+    message = variant.message.model_dump(mode="json", exclude_none=True)
+    plan = RenderPlan(message, ("what", "variants", variant.name))
+    with _plans_lock:
+        while len(_plans) >= _MAX_CACHED_PLANS:
+            # Dicts keep insertion order, so this drops the oldest plan.
+            del _plans[next(iter(_plans))]
+        _plans[id(variant)] = (variant, plan)
+    return plan
