@@ -20,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,11 +36,13 @@ __all__ = [
     "MAX_KEPT_CANCELS",
     "CompiledTrigger",
     "TriggerFire",
+    "TriggerPlan",
     "TriggerState",
     "compile_trigger",
     "due_fires",
     "epoch_us",
     "on_event",
+    "plan_triggers",
 ]
 
 DEFAULT_MAX_LATENESS_US = 2 * 3600 * 1_000_000
@@ -119,7 +121,8 @@ class TriggerState:
     @classmethod
     def over(cls, data: dict[str, Any]) -> TriggerState:
         """Wrap stored JSON without copying it; write `to_json()` back after a change."""
-        return cls(pending=data["pending"], cancels=data["cancels"])
+        # Positional arguments, because this runs once per event and keywords cost more.
+        return cls(data["pending"], data["cancels"])
 
 
 def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
@@ -173,6 +176,7 @@ def _filters_matcher(filters: list[PropertyFilter]) -> _Matcher:
     matcher = _SHARED_MATCHERS.get(key)
     if matcher is None:
         matcher = _SHARED_MATCHERS[key] = _build_filters_matcher(filters)
+        _SHARED_FILTERS[matcher] = tuple(filters)
     return matcher
 
 
@@ -203,6 +207,171 @@ def _always(_values: dict[str, Any]) -> bool:
 
 # Matchers by the canonical JSON of their filters; bounded by the campaigns' conditions.
 _SHARED_MATCHERS: dict[bytes, _Matcher] = {}
+# The filters each shared matcher tests, so that `plan_triggers` can take them apart.
+_SHARED_FILTERS: dict[_Matcher, tuple[PropertyFilter, ...]] = {}
+
+
+# A step is (position, trigger). Position 2 * i is the cancel of the plan's i-th trigger and
+# 2 * i + 1 is its start, so steps sorted by position follow a loop over the listed triggers.
+_Step = tuple[int, CompiledTrigger]
+_Group = tuple[_Matcher, tuple[_Step, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """The conditions of one role (start or cancel) of a plan's triggers, each listed once."""
+
+    # Steps of triggers without property filters.
+    always: tuple[_Step, ...] = ()
+    # Matchers over the event's properties, each with the steps of the triggers using it.
+    on_properties: tuple[_Group, ...] = ()
+    # Matchers over the whole envelope, of triggers compiled without a properties matcher.
+    on_envelope: tuple[_Group, ...] = ()
+    # Property name -> a string that an `eq` or `in` filter on it accepts -> the matchers of
+    # the other filters with their steps, so that one dict lookup replaces a test per campaign.
+    lookups: tuple[tuple[str, dict[str, tuple[_Group, ...]]], ...] = ()
+
+    def collect(
+        self, envelope: dict[str, Any], properties: dict[str, Any], hits: list[tuple[_Step, ...]]
+    ) -> None:
+        """Append to `hits` the steps of every condition that this event meets."""
+        if self.always:
+            hits.append(self.always)
+        for matcher, steps in self.on_properties:
+            if matcher(properties):
+                hits.append(steps)
+        for matcher, steps in self.on_envelope:
+            if matcher(envelope):
+                hits.append(steps)
+        for name, table in self.lookups:
+            value = properties.get(name)
+            # Only a string can meet the filters behind `table` (see `_string_operands`).
+            if isinstance(value, str):
+                for matcher, steps in table.get(value, ()):
+                    if matcher(properties):
+                        hits.append(steps)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerPlan:
+    """The triggers that one event name can start or cancel, arranged for `on_event`.
+
+    Iterating a plan yields its triggers, so it can stand where a sequence of triggers did.
+    """
+
+    event: str | None
+    triggers: tuple[CompiledTrigger, ...] = ()
+    cancels: _Checks = field(default_factory=_Checks)
+    starts: _Checks = field(default_factory=_Checks)
+
+    def __iter__(self) -> Iterator[CompiledTrigger]:
+        return iter(self.triggers)
+
+    def __len__(self) -> int:
+        return len(self.triggers)
+
+
+def plan_triggers(event: str | None, triggers: Iterable[CompiledTrigger]) -> TriggerPlan:
+    """Build the plan of `triggers` for events named `event`.
+
+    `on_event` applies a plan's steps in the order of the listed triggers, so its fires and
+    state changes are those of a loop over the triggers. Triggers that test the same
+    filters share one matcher, which the plan evaluates once per event. Triggers with an
+    `eq` or `in` filter on strings are found by a dict lookup of that property's value, so
+    an event tests only the campaigns whose value it carries.
+    """
+    listed = tuple(triggers)
+    cancels: list[tuple[_Step, _Matcher | None, _Matcher]] = []
+    starts: list[tuple[_Step, _Matcher | None, _Matcher]] = []
+    for index, trigger in enumerate(listed):
+        if trigger.cancel is not None and trigger.cancel_event == event:
+            cancels.append(((2 * index, trigger), trigger.cancel_properties, trigger.cancel))
+        if trigger.start_event == event:
+            starts.append(((2 * index + 1, trigger), trigger.start_properties, trigger.start))
+    return TriggerPlan(event, listed, _plan_checks(cancels), _plan_checks(starts))
+
+
+def _plan_checks(entries: list[tuple[_Step, _Matcher | None, _Matcher]]) -> _Checks:
+    """Group steps by the condition they test, in position order within each group."""
+    always: list[_Step] = []
+    on_properties: dict[_Matcher, list[_Step]] = {}
+    on_envelope: dict[_Matcher, list[_Step]] = {}
+    keyed: list[tuple[_Step, tuple[PropertyFilter, ...]]] = []
+    for step, properties_matcher, envelope_matcher in entries:
+        if properties_matcher is None:
+            on_envelope.setdefault(envelope_matcher, []).append(step)
+            continue
+        # A matcher that `_filters_matcher` did not build is tested as it is.
+        filters = _SHARED_FILTERS.get(properties_matcher)
+        if filters is None:
+            on_properties.setdefault(properties_matcher, []).append(step)
+        elif not filters:
+            always.append(step)
+        elif any(_string_operands(item) is not None for item in filters):
+            keyed.append((step, filters))
+        else:
+            on_properties.setdefault(properties_matcher, []).append(step)
+    return _Checks(
+        always=tuple(always),
+        on_properties=_groups(on_properties),
+        on_envelope=_groups(on_envelope),
+        lookups=_lookups(keyed),
+    )
+
+
+def _lookups(
+    keyed: list[tuple[_Step, tuple[PropertyFilter, ...]]],
+) -> tuple[tuple[str, dict[str, tuple[_Group, ...]]], ...]:
+    # Each step is filed under one of its string filters. The property that the most steps
+    # can be filed under wins, so that few lookups serve many campaigns. Among those, the one
+    # with the most distinct operands wins, so that each lookup leaves few candidates.
+    steps_per_property: dict[str, int] = {}
+    operands_per_property: dict[str, set[str]] = {}
+    for _, filters in keyed:
+        names: set[str] = set()
+        for item in filters:
+            operands = _string_operands(item)
+            if operands is not None:
+                names.add(item.property)
+                operands_per_property.setdefault(item.property, set()).update(operands)
+        for name in names:
+            steps_per_property[name] = steps_per_property.get(name, 0) + 1
+
+    def rank(item: PropertyFilter) -> tuple[int, int, str]:
+        name = item.property
+        return (-steps_per_property[name], -len(operands_per_property[name]), name)
+
+    tables: dict[str, dict[str, dict[_Matcher, list[_Step]]]] = {}
+    for step, filters in keyed:
+        chosen = min((item for item in filters if _string_operands(item) is not None), key=rank)
+        rest = _filters_matcher([item for item in filters if item is not chosen])
+        by_value = tables.setdefault(chosen.property, {})
+        # Each distinct operand once, so that no event reaches the step twice.
+        for value in dict.fromkeys(_string_operands(chosen) or ()):
+            by_value.setdefault(value, {}).setdefault(rest, []).append(step)
+    return tuple(
+        (name, {value: _groups(groups) for value, groups in by_value.items()})
+        for name, by_value in tables.items()
+    )
+
+
+def _string_operands(item: PropertyFilter) -> tuple[str, ...] | None:
+    """Return the strings that `item` accepts when it accepts nothing but them, else None.
+
+    By `equals`, a string operand matches only a string of the same characters. So an `eq`
+    on a string, or an `in` whose operands are all strings, matches exactly the values that
+    a dict lookup among the operands finds, once non-strings are left out.
+    """
+    if item.op == "eq" and isinstance(item.value, str):
+        return (item.value,)
+    if item.op == "in" and isinstance(item.value, list):
+        if all(isinstance(operand, str) for operand in item.value):
+            return tuple(item.value)
+    return None
+
+
+def _groups(steps_by_matcher: dict[_Matcher, list[_Step]]) -> tuple[_Group, ...]:
+    return tuple((matcher, tuple(steps)) for matcher, steps in steps_by_matcher.items())
 
 
 def on_event(
@@ -217,27 +386,35 @@ def on_event(
 ) -> list[TriggerFire]:
     """Apply one event of a user to their trigger state; return the sends it fires now.
 
-    `traits` is the user's profile as it is after this event; `watermark_us` is the
-    partition's watermark, which this very event may have advanced; `at_us` is the event's
-    time when the caller has already read it. Delayed sends and windows go into
-    `state.pending`, and `state.changed` tells whether anything changed.
+    `triggers` is best a `TriggerPlan` for the event's name, because other iterables are
+    planned again on every call. `traits` is the user's profile as it is after this event.
+    `watermark_us` is the partition's watermark, which this very event may have advanced.
+    `at_us` is the event's time when the caller has already read it. Delayed sends and
+    windows go into `state.pending`, and `state.changed` tells whether anything changed.
     """
     if envelope.get("type") != "track":
         return []
     name = envelope.get("event")
+    plan = triggers
+    if not isinstance(plan, TriggerPlan) or plan.event != name:
+        plan = plan_triggers(name, triggers)
     if at_us is None:
         at_us = epoch_us(envelope["timestamp"])
     in_time = watermark_us - max_lateness_us <= at_us <= watermark_us + max_future_us
-    # Each distinct property condition is evaluated once for this event.
-    verdicts: dict[_Matcher, bool] = {}
+
+    properties = envelope.get("properties") or {}
+    hits: list[tuple[_Step, ...]] = []
+    plan.cancels.collect(envelope, properties, hits)
+    if in_time:
+        plan.starts.collect(envelope, properties, hits)
+    if not hits:
+        return []
+    steps = hits[0] if len(hits) == 1 else sorted(step for group in hits for step in group)
+
     fires: list[TriggerFire] = []
-    for trigger in triggers:
-        if trigger.cancel is not None and trigger.cancel_event == name:
-            if _passes(trigger.cancel_properties, trigger.cancel, envelope, verdicts):
-                _cancel_windows(state, trigger, at_us)
-        if trigger.start_event != name or not in_time:
-            continue
-        if not _passes(trigger.start_properties, trigger.start, envelope, verdicts):
+    for position, trigger in steps:
+        if position % 2 == 0:  # a cancel step, see `_Step`
+            _cancel_windows(state, trigger, at_us)
             continue
         if trigger.profile is not None and not trigger.profile(traits):
             continue
@@ -250,25 +427,6 @@ def on_event(
             state.pending.append([fire.campaign_id, fire.trigger_id, fire.fire_at_us])
             state.changed = True
     return fires
-
-
-def _passes(
-    properties_matcher: _Matcher | None,
-    envelope_matcher: _Matcher,
-    envelope: dict[str, Any],
-    verdicts: dict[_Matcher, bool],
-) -> bool:
-    """Apply a trigger's property filters, remembering the verdict for this event.
-
-    A trigger built without a properties matcher is matched on the whole envelope.
-    """
-    if properties_matcher is None:
-        return envelope_matcher(envelope)
-    verdict = verdicts.get(properties_matcher)
-    if verdict is None:
-        verdict = properties_matcher(envelope.get("properties") or {})
-        verdicts[properties_matcher] = verdict
-    return verdict
 
 
 def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:
@@ -286,18 +444,25 @@ def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -
     index = bisect_left(times, at_us)
     if index == len(times) or times[index] != at_us:
         times.insert(index, at_us)
-        # NOTE: only the latest cancels are kept, so a `did` event that arrives after this
-        # many newer `did_not` events may miss an older one inside its window.
-        del times[:-MAX_KEPT_CANCELS]
+        if len(times) > MAX_KEPT_CANCELS:
+            # NOTE: only the latest cancels are kept, so a `did` event that arrives after
+            # this many newer `did_not` events may miss an older one inside its window.
+            del times[:-MAX_KEPT_CANCELS]
         state.changed = True
-    remaining = [
+    pending = state.pending
+    window_us = trigger.offset_us
+    for item in pending:
+        if item[0] == campaign and item[2] - window_us <= at_us <= item[2]:
+            break
+    else:
+        # No window of the campaign covers `at_us`, so the stored list is kept as it is.
+        return
+    state.pending = [
         item
-        for item in state.pending
-        if not (item[0] == campaign and item[2] - trigger.offset_us <= at_us <= item[2])
+        for item in pending
+        if not (item[0] == campaign and item[2] - window_us <= at_us <= item[2])
     ]
-    if len(remaining) != len(state.pending):
-        state.pending = remaining
-        state.changed = True
+    state.changed = True
 
 
 def due_fires(

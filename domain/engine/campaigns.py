@@ -4,7 +4,7 @@ The catalog contains each campaign's stored definition as the control plane publ
 `compile_campaigns` turns the ones that may send into `LiveCampaign`s. Each has its
 trigger's matchers, the delivery rules `decide` reads and its audience's segment
 evaluator. An index by event name matches an event only against the triggers it can start
-or cancel.
+or cancel, through a `TriggerPlan` that evaluates each of their distinct conditions once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from domain.delivery import CampaignRules
 from domain.lifecycle import CampaignState
 from domain.segments import SegmentEvaluator
 from domain.segments.state import Feature, features_of
-from domain.triggers import CompiledTrigger, compile_trigger
+from domain.triggers import CompiledTrigger, TriggerPlan, compile_trigger, plan_triggers
 from schemas.campaign import (
     TRIGGERED_TYPES,
     CampaignDelivery,
@@ -107,9 +107,19 @@ class CampaignSet:
     # The account time zone of the campaigns with a segment audience, whose calendar days
     # their evaluators count in. NOTE: with audiences in several zones, the first one wins.
     audience_timezone: str | None = None
+    # Event name -> the plan of `by_event[name]`, built from `by_event` on construction.
+    plans: dict[str, TriggerPlan] = field(init=False, repr=False, compare=False)
 
-    def triggers_for(self, event: str | None) -> tuple[CompiledTrigger, ...]:
-        return self.by_event.get(event, ()) if event else ()
+    def __post_init__(self) -> None:
+        plans = {name: plan_triggers(name, triggers) for name, triggers in self.by_event.items()}
+        object.__setattr__(self, "plans", plans)
+
+    def triggers_for(self, event: str | None) -> TriggerPlan:
+        """Return the plan of the triggers that `event` may start or cancel, empty for others."""
+        return self.plans.get(event, _NO_TRIGGERS) if event else _NO_TRIGGERS
+
+
+_NO_TRIGGERS = TriggerPlan(None)
 
 
 def compile_campaigns(

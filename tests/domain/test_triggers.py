@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.triggers import TriggerState, compile_trigger, due_fires, epoch_us, on_event
+from domain.triggers import (
+    MAX_KEPT_CANCELS,
+    TriggerState,
+    compile_trigger,
+    due_fires,
+    epoch_us,
+    on_event,
+)
 from schemas.campaign import EventTrigger, InactionTrigger
 
 T0 = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
@@ -196,6 +203,48 @@ def test_late_cart_finds_earlier_cancel() -> None:
         on_event([CART], state, purchase, {}, watermark)
     on_event([CART], state, _event("add_to_cart", T0, "late-cart"), {}, watermark)
     assert state.pending == []
+
+
+def test_cancel_without_window_records_time() -> None:
+    state = TriggerState(pending=[["pay", "p1", _us(T0)]])
+    pending = state.pending
+    on_event([CART], state, _event("purchase", T0), {}, _us(T0))
+    assert state.cancels == {"cart": [_us(T0)]}
+    assert state.changed
+    assert state.pending is pending
+
+
+def test_known_cancel_without_window_unchanged() -> None:
+    state = TriggerState(cancels={"cart": [_us(T0)]})
+    on_event([CART], state, _event("purchase", T0), {}, _us(T0))
+    assert state.cancels == {"cart": [_us(T0)]}
+    assert not state.changed
+
+
+def test_cancel_leaves_other_campaigns_windows() -> None:
+    window = ["other", "a1", _us(T0) + HOUR_US]
+    state = TriggerState(pending=[window], cancels={"cart": [_us(T0)]})
+    on_event([CART], state, _event("purchase", T0), {}, _us(T0))
+    assert state.pending == [window]
+    assert not state.changed
+
+
+def test_cancel_removes_only_covering_windows() -> None:
+    covering = ["cart", "a1", _us(T0) + HOUR_US]
+    ended = ["cart", "a0", _us(T0) - 1]
+    state = TriggerState(pending=[ended, covering, ["pay", "p1", _us(T0)]])
+    on_event([CART], state, _event("purchase", T0), {}, _us(T0))
+    assert state.pending == [ended, ["pay", "p1", _us(T0)]]
+    assert state.changed
+
+
+def test_cancels_keep_latest_times() -> None:
+    state = TriggerState()
+    times = [_us(T0) + second * 1_000_000 for second in range(MAX_KEPT_CANCELS + 2)]
+    for at_us in times:
+        purchase = _event("purchase", T0)
+        on_event([CART], state, purchase, {}, at_us, at_us=at_us)
+    assert state.cancels == {"cart": times[-MAX_KEPT_CANCELS:]}
 
 
 def test_property_filters_select_events() -> None:
