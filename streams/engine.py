@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiokafka.producer.sender
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -71,6 +72,13 @@ _META_KEY = b"partition"
 _USER_PREFIX = "u:"
 _IDLE_TICK_S = 1.0
 _POLL_MS = 100
+# A transaction that starts while the broker still writes the markers of the one before
+# gets CONCURRENT_TRANSACTIONS on its first AddPartitionsToTxn, and aiokafka 0.14 retries
+# after a fixed 20 ms. The engine starts transactions back to back, so nearly every one
+# waited those 20 ms, which was most of a send's latency; the markers take a few
+# milliseconds. NOTE: this sets a module constant of aiokafka, for every transactional
+# producer in the process.
+_CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
 
 
 @dataclass(slots=True)
@@ -129,6 +137,8 @@ class StreamEngine(ConsumerRebalanceListener):
             logger.info("engine waiting for the campaign catalog")
             await self._catalog_ready.wait()
 
+        if hasattr(aiokafka.producer.sender, "BACKOFF_OVERRIDE"):
+            aiokafka.producer.sender.BACKOFF_OVERRIDE = _CONCURRENT_TRANSACTIONS_BACKOFF_S
         # Starting the producer first aborts a transaction that a killed predecessor with
         # the same id left open. Until then, read_committed consumers could not pass it.
         self._producer = AIOKafkaProducer(
