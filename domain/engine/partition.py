@@ -172,6 +172,7 @@ class PartitionEngine:
         self._now: datetime | None = None
         self._campaigns: CampaignSet | None = None
         self._reads_notifications = False
+        self._last_received: tuple[str, int] = ("", 0)
         self._now_text = ""
         for key, state in self.users.items():
             self._schedule(key, state)
@@ -276,7 +277,7 @@ class PartitionEngine:
         at_us = epoch_us(envelope["timestamp"])
         if self.watermark_us is None or at_us > self.watermark_us:
             received = envelope.get("received_at")
-            if received is None or at_us <= epoch_us(received) + self.rules.max_future_us:
+            if received is None or at_us <= self._received_us(received) + self.rules.max_future_us:
                 self._advance(at_us, campaigns, now, effects)
 
         state = self.users.get(key)
@@ -521,6 +522,12 @@ class PartitionEngine:
                 feature.event in SELF_TRIGGERING_EVENTS for feature in campaigns.features
             )
         return self._reads_notifications
+
+    def _received_us(self, received_at: str) -> int:
+        # The events of one API request share their `received_at`; parse it once.
+        if received_at != self._last_received[0]:
+            self._last_received = (received_at, epoch_us(received_at))
+        return self._last_received[1]
 
     def _received_at(self, now: datetime) -> str:
         # One call decides many sends at the same `now`; format it once.
