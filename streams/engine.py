@@ -13,6 +13,10 @@ Either all of it becomes visible to `read_committed` consumers or none of it doe
 worker killed at any moment therefore leaves no send command whose state change was
 lost, and the events it consumes again after a restart find their send ids in the ledger.
 
+One transaction is in flight while the next poll is processed: its records are serialised
+first, so it holds the states as of its own offsets. A failed commit ends the run, and
+the worker starts a new engine that restores the committed states.
+
 Why not a Faust table: a Faust agent commits offsets and writes its changelog outside
 any transaction, so a crash between a send and its ledger entry would send twice on
 restart. The state topic is restored on assignment by reading the assigned partitions
@@ -69,6 +73,8 @@ logger = logging.getLogger(__name__)
 CONTROL_HEADER = "herald-control"
 FLUSH = b"flush"
 _META_KEY = b"partition"
+# (topic, key, value, partition) of one record to write.
+_Record = tuple[str, bytes | None, bytes | None, int]
 _USER_PREFIX = "u:"
 _IDLE_TICK_S = 1.0
 _POLL_MS = 100
@@ -123,6 +129,8 @@ class StreamEngine(ConsumerRebalanceListener):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._sends_partitions: dict[str, int] = {}
+        self._committing: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None
         self.stats = EngineStats()
 
     # Lifecycle -------------------------------------------------------------------------
@@ -148,6 +156,9 @@ class StreamEngine(ConsumerRebalanceListener):
             acks="all",
             linger_ms=1,
             max_request_size=8 * 1024 * 1024,
+            # A transaction writes one batch per partition; a full batch waits for the one
+            # before it to leave.
+            max_batch_size=1024 * 1024,
             transaction_timeout_ms=int(engine.transaction_timeout_s * 1000),
             # Brokers that verify transactional writes reject some with NOT_ENOUGH_REPLICAS
             # until the coordinator confirms the partition. The retry succeeds, and the
@@ -181,6 +192,12 @@ class StreamEngine(ConsumerRebalanceListener):
         try:
             await self._loop()
         finally:
+            if self._committing is not None:
+                # A worker that stops lets its last transaction finish.
+                try:
+                    await self._finish_commit()
+                except Exception:
+                    logger.exception("engine transaction failed while stopping")
             await self._consumer.stop()
             await self._producer.stop()
             logger.info("engine stopped", extra={"events": self.stats.events})
@@ -192,14 +209,22 @@ class StreamEngine(ConsumerRebalanceListener):
                 timeout_ms=_POLL_MS, max_records=self._settings.engine.max_poll_records
             )
             async with self._lock:
+                if self._failure is not None:
+                    raise self._failure
                 await self._step(batches)
 
     # Rebalance -------------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Waiting for the lock lets the transaction in flight commit before the partitions
-        # go to another worker.
+        # The transaction in flight commits before the partitions go to another worker.
         async with self._lock:
+            try:
+                await self._finish_commit()
+            except Exception as error:
+                # aiokafka only logs what a rebalance listener raises, and the states of
+                # the partitions kept include what failed to commit: end the run.
+                logger.exception("engine transaction failed before a rebalance")
+                self._failure = error
             for tp in revoked:
                 self._partitions.pop(tp.partition, None)
             if revoked:
@@ -288,8 +313,11 @@ class StreamEngine(ConsumerRebalanceListener):
                 idle = self._idle_advance(partition, engine, campaigns, now, now_s)
                 if idle is not None:
                     effects[partition] = idle
+        if self._committing is not None and self._committing.done():
+            # Raise a failed commit now, even when this poll has nothing to write.
+            await self._finish_commit()
         if any(_worth_writing(e) for e in effects.values()) or offsets:
-            await self._commit(effects, offsets)
+            await self._start_commit(effects, offsets)
 
     def _process_records(
         self,
@@ -390,15 +418,37 @@ class StreamEngine(ConsumerRebalanceListener):
             )
         return self._campaigns
 
-    async def _commit(
+    async def _start_commit(
         self, effects: dict[int, Effects], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Serialise the results now, then commit them in a task of their own.
+
+        The states are encoded before the next poll is processed, because processing
+        changes them in place and the transaction must hold them as of its offsets. While
+        the broker confirms one transaction, the engine decides the next poll's sends.
+        """
+        records: list[_Record] = []
+        for partition, result in effects.items():
+            records += await self._records(partition, result)
+        await self._finish_commit()
+        self._committing = asyncio.create_task(self._commit(records, offsets, effects))
+
+    async def _finish_commit(self) -> None:
+        """Wait for the transaction in flight; raise its error if it failed."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
+
+    async def _commit(
+        self,
+        records: list[_Record],
+        offsets: dict[TopicPartition, int],
+        effects: dict[int, Effects],
     ) -> None:
         assert self._producer is not None, "run() started the producer"
         producer = self._producer
-        pending: list[Any] = []
         async with producer.transaction():
-            for partition, result in effects.items():
-                pending += await self._write(partition, result)
+            pending = await self._send_batches(records)
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self._settings.engine.group_id)
             await asyncio.gather(*pending)
@@ -411,44 +461,53 @@ class StreamEngine(ConsumerRebalanceListener):
                     "not sent", extra={"campaign_id": campaign_id, "reason": reason, "count": count}
                 )
 
-    async def _write(self, partition: int, result: Effects) -> list[Any]:
+    async def _send_batches(self, records: list[_Record]) -> list[Any]:
+        """Send the records as one record batch per topic partition, in their order.
+
+        Per record, `producer.send` costs tens of microseconds of Python. Building the
+        batches directly costs a few, which matters most for the state records.
+        """
         assert self._producer is not None, "run() started the producer"
-        send = self._producer.send
+        producer = self._producer
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        for topic, key, value, partition in records:
+            by_partition.setdefault((topic, partition), []).append((key, value))
         futures = []
+        for (topic, partition), items in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    # A new batch takes its first record whatever its size.
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+    async def _records(self, partition: int, result: Effects) -> list[_Record]:
         engine = self._partitions[partition]
+        records: list[_Record] = []
         by_topic: dict[str, list[bytes]] = {}
         for command in result.sends:
             topic = self._kafka.sends_topic_prefix + command["channel"]
             by_topic.setdefault(topic, []).append(orjson.dumps(command))
         for topic, encoded in by_topic.items():
             target = await self._sends_partition(topic, partition)
-            for value in bounded_records(encoded):
-                futures.append(await send(topic, value=value, partition=target))
+            records += [(topic, None, value, target) for value in bounded_records(encoded)]
         if result.events:
             encoded = [orjson.dumps(event) for event in result.events]
-            for value in bounded_records(encoded):
-                futures.append(
-                    await send(self._kafka.events_topic, value=value, partition=partition)
-                )
+            events_topic = self._kafka.events_topic
+            records += [
+                (events_topic, None, value, partition) for value in bounded_records(encoded)
+            ]
         state_topic = self._kafka.engine_state_topic
         for key in result.changed:
             state = engine.users.get(key)
             value = orjson.dumps(state) if state is not None else None
-            futures.append(
-                await send(
-                    state_topic, key=(_USER_PREFIX + key).encode(), value=value, partition=partition
-                )
-            )
+            records.append((state_topic, (_USER_PREFIX + key).encode(), value, partition))
         if result.meta_changed:
-            futures.append(
-                await send(
-                    state_topic,
-                    key=_META_KEY,
-                    value=orjson.dumps(engine.meta()),
-                    partition=partition,
-                )
-            )
-        return futures
+            records.append((state_topic, _META_KEY, orjson.dumps(engine.meta()), partition))
+        return records
 
     async def _sends_partition(self, topic: str, partition: int) -> int:
         """Return the partition of `topic` for the users of an events partition: the same
