@@ -1,0 +1,76 @@
+"""The stream engine's transactions against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from herald.config import HeraldSettings, KafkaSettings
+from streams.catalog import CampaignCatalog
+from streams.engine import StreamEngine
+
+pytestmark = pytest.mark.kafka
+
+
+def _settings(kafka: KafkaSettings) -> HeraldSettings:
+    settings = HeraldSettings()
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    engine = settings.engine.model_copy(
+        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
+    )
+    return settings.model_copy(update={"kafka": kafka, "engine": engine})
+
+
+async def _write_empty_batch(kafka: KafkaSettings) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(kafka.events_topic, b"[]", partition=0)
+    finally:
+        await producer.stop()
+
+
+async def _wait_for(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def test_fenced_engine_ends_its_run(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = _settings(kafka)
+    ready = asyncio.Event()
+
+    async def scenario() -> BaseException | None:
+        ready.set()
+        engine = StreamEngine(settings, CampaignCatalog(), ready)
+        run = asyncio.create_task(engine.run())
+        await _write_empty_batch(kafka)
+        await _wait_for(lambda: engine.stats.transactions >= 1 or run.done(), 60)
+        assert not run.done(), "the engine stopped before it was fenced"
+
+        # A producer with the same transactional id takes over, as a restarted worker does.
+        successor = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            transactional_id=settings.engine.transactional_id,
+        )
+        await successor.start()
+        try:
+            await _write_empty_batch(kafka)
+            done, _ = await asyncio.wait({run}, timeout=60)
+        finally:
+            await successor.stop()
+        if not done:
+            run.cancel()
+            return None
+        return run.exception()
+
+    error = asyncio.run(scenario())
+    assert error is not None, "the fenced engine kept running"
+    assert isinstance(error, KafkaError)
