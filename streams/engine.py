@@ -180,6 +180,7 @@ class StreamEngine(ConsumerRebalanceListener):
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_wait_ms=engine.fetch_max_wait_ms,
+            fetch_min_bytes=engine.fetch_min_bytes,
         )
         topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
         self._consumer.subscribe(topics, listener=self)
