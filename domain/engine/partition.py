@@ -92,6 +92,7 @@ __all__ = [
 SENT_EVENT = "Notification Sent"
 NOT_SENT_EVENT = "Notification Not Sent"
 _MAX_LEDGER = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,7 +591,7 @@ def _second_text(at_s: int) -> str:
 
 
 def _datetime(at_us: int) -> datetime:
-    return datetime.fromtimestamp(at_us // 1_000_000, UTC).replace(microsecond=at_us % 1_000_000)
+    return _EPOCH + timedelta(microseconds=at_us)
 
 
 def _text(value: Any) -> str | None:
