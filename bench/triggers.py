@@ -22,7 +22,8 @@ The measurements, in one run:
    command's latency is the time it was read minus the time its triggering event was
    written.
 
-The broker is found or started as in `bench.ingest`, and the topics are deleted at the end.
+The broker is found or started as in `bench.ingest`. The throughput runs' topics are deleted
+before the latency run, and the latency run's at the end.
 Other programs on the machine slow every wall-clock figure, so the throughput rows also
 give events per CPU-second of this process, and the load average is printed.
 """
@@ -30,6 +31,7 @@ give events per CPU-second of this process, and the load average is printed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import tempfile
 import uuid
@@ -261,6 +263,10 @@ def main(
         try:
             results = _run(settings, kafka, workload, Path(temporary), prefix, landing, profile)
             if latency:
+                # The broker would otherwise still be compacting the throughput runs'
+                # state topics while the latency is measured.
+                asyncio.run(delete_prefixed_topics(kafka, prefix))
+                gc.collect()
                 latency_kafka = trigger_kafka(address, partition_count, f"{prefix}-latency")
                 options = LatencyOptions(
                     latency_kafka, users, rate, seconds, _TICK_S, seed + 1, settings.log_format
