@@ -157,8 +157,9 @@ class StreamEngine(ConsumerRebalanceListener):
             linger_ms=1,
             max_request_size=8 * 1024 * 1024,
             # A transaction writes one batch per partition; a full batch waits for the one
-            # before it to leave.
-            max_batch_size=1024 * 1024,
+            # before it to leave. Half the broker's default `message.max.bytes` (1 MiB),
+            # because the broker limits whole batches.
+            max_batch_size=512 * 1024,
             transaction_timeout_ms=int(engine.transaction_timeout_s * 1000),
             # Brokers that verify transactional writes reject some with NOT_ENOUGH_REPLICAS
             # until the coordinator confirms the partition. The retry succeeds, and the
@@ -231,12 +232,13 @@ class StreamEngine(ConsumerRebalanceListener):
             if revoked:
                 logger.info(
                     "engine partitions revoked",
-                    extra={"partitions": sorted(tp.partition for tp in revoked)},
+                    extra={"partitions": sorted({tp.partition for tp in revoked})},
                 )
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
-            new = sorted(tp.partition for tp in assigned if tp.partition not in self._partitions)
+            # The same partition numbers come once for the events topic and once for runs.
+            new = sorted({tp.partition for tp in assigned} - set(self._partitions))
             if not new:
                 return
             started_s = time.monotonic()
@@ -570,7 +572,11 @@ def _restore_record(
 
 
 def _is_own_notification(envelope: Any) -> bool:
-    return isinstance(envelope, dict) and envelope.get("event") in SELF_TRIGGERING_EVENTS
+    # Runs before validation, so the event name may be of any JSON type.
+    if not isinstance(envelope, dict):
+        return False
+    event = envelope.get("event")
+    return isinstance(event, str) and event in SELF_TRIGGERING_EVENTS
 
 
 def _is_flush(record: ConsumerRecord) -> bool:

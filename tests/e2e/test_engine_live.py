@@ -105,6 +105,11 @@ def test_stray_records_stop_no_send(herald_stack) -> None:  # type: ignore[no-un
         b'"text"',
         b'{"user_id": "p1", "type": "track", "event": "payment_error", "timestamp": "soon"}',
         b"{not json",
+        # Read before validation by the skip of the engine's own Notification events.
+        b'[{"message_id": "m", "type": "track", "event": ["Notification Sent"],'
+        b' "user_id": "p1", "timestamp": "2024-03-13T10:21:14Z",'
+        b' "received_at": "2024-03-13T10:21:14Z"}]',
+        b'{"message_id": "m2", "type": "track", "event": {"a": 1}, "user_id": "p1"}',
     ]
     asyncio.run(_write_raw(stack.kafka, stray))
     stack.start_worker()
