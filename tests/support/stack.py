@@ -66,6 +66,8 @@ class HeraldStack:
             "HERALD_LANDING__FLUSH_INTERVAL_S": "0.5",
             "HERALD_LANDING__PROFILE_SNAPSHOT_INTERVAL_S": "0.5",
             "HERALD_API__PORT": str(self.api_port),
+            # A database of the stack's own, whatever the caller's environment names.
+            "HERALD_CONTROL_DB_URL": f"sqlite:///{root / 'control.db'}",
             "HERALD_INGEST__WRITE_KEYS": f'["{WRITE_KEY}"]',
             "HERALD_INGEST__CLEVERTAP_ACCOUNTS": (
                 f'[{{"account_id": "{CLEVERTAP_ACCOUNT}", "passcode": "{CLEVERTAP_PASSCODE}"}}]'
