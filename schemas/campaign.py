@@ -253,6 +253,14 @@ class InactionTrigger(_WhenBase):
     def _different_events(self) -> InactionTrigger:
         if self.did == self.did_not:
             raise ValueError("`did` and `did_not` are the same condition, so no window could close")
+        if self.did.event == self.did_not.event and all(
+            condition in self.did.property_filters for condition in self.did_not.property_filters
+        ):
+            # Windows are closed at both ends, so every `did` event would cancel its own.
+            raise ValueError(
+                "every `did` event also matches `did_not`, so each would cancel its own "
+                "window; give `did_not` a filter that `did` events do not meet, or another event"
+            )
         return self
 
 

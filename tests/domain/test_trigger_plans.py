@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from bisect import insort
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from domain.engine import CampaignSet
 from domain.triggers import (
@@ -21,7 +22,7 @@ from domain.triggers import (
     on_event,
     plan_triggers,
 )
-from schemas.campaign import EventTrigger, InactionTrigger
+from schemas.campaign import EventCondition, EventTrigger, InactionTrigger
 
 T0_US = int(datetime(2024, 3, 13, 10, 0, tzinfo=UTC).timestamp()) * 1_000_000
 MINUTE_US = 60 * 1_000_000
@@ -42,13 +43,16 @@ def _inaction(
     did_not: tuple[str, list[dict[str, Any]]],
     within: str = "PT5M",
 ) -> CompiledTrigger:
-    when = {
-        "type": "inaction",
-        "did": {"event": did[0], "property_filters": did[1]},
-        "did_not": {"event": did_not[0], "property_filters": did_not[1]},
-        "within": within,
-    }
-    trigger = compile_trigger(campaign_id, InactionTrigger.model_validate(when))
+    # Built without the trigger's own validation: a `did` that always matches `did_not`
+    # is rejected now, but campaigns published before that rule may still hold one.
+    when = InactionTrigger.model_construct(
+        did=EventCondition.model_validate({"event": did[0], "property_filters": did[1]}),
+        did_not=EventCondition.model_validate(
+            {"event": did_not[0], "property_filters": did_not[1]}
+        ),
+        within=TypeAdapter(timedelta).validate_python(within),
+    )
+    trigger = compile_trigger(campaign_id, when)
     assert trigger is not None
     return trigger
 

@@ -48,3 +48,31 @@ def test_inaction_on_one_condition_is_refused() -> None:
                 "within": "PT1H",
             }
         )
+
+
+def _inaction(did_filters: list[Any], did_not_filters: list[Any], did_not: str = "browse") -> Any:
+    return WHEN.validate_python(
+        {
+            "type": "inaction",
+            "did": {"event": "browse", "property_filters": did_filters},
+            "did_not": {"event": did_not, "property_filters": did_not_filters},
+            "within": "PT1H",
+        }
+    )
+
+
+def test_inaction_whose_did_cancels_itself_is_refused() -> None:
+    shoes = {"property": "category", "op": "eq", "value": "shoes"}
+    cheap = {"property": "price", "op": "lt", "value": 10}
+    with pytest.raises(ValidationError, match="would cancel its own window"):
+        _inaction([shoes], [])
+    with pytest.raises(ValidationError, match="would cancel its own window"):
+        _inaction([shoes, cheap], [cheap])
+
+
+def test_inaction_on_one_event_with_other_filters_is_accepted() -> None:
+    shoes = {"property": "category", "op": "eq", "value": "shoes"}
+    bought = {"property": "step", "op": "eq", "value": "bought"}
+    assert _inaction([shoes], [bought]).did_not.event == "browse"
+    assert _inaction([], [bought]).did_not.event == "browse"
+    assert _inaction([shoes], [], did_not="purchase").did_not.event == "purchase"
