@@ -6,13 +6,19 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import orjson
 from jinja2 import TemplateError
 
 from domain.errors import InvalidValue
 from domain.templates import RenderPlan
 from schemas.campaign_message import MessageVariant
 
-__all__ = ["MessageRenderer", "render_variant"]
+__all__ = ["MAX_MESSAGE_BYTES", "MessageRenderer", "render_variant"]
+
+# Each field is bounded by MAX_RENDERED_CHARS, but a message of many fields could still
+# outgrow a Kafka record (1 MiB by default), and one record the broker rejects would stop
+# every send of the engine's transaction.
+MAX_MESSAGE_BYTES = 256 * 1024
 
 # The engine keeps each live campaign's variants for as long as the catalog is unchanged,
 # so a plan is prepared once per variant and used for every send. Each entry keeps its
@@ -43,11 +49,18 @@ def render_variant(
             data (`{{ profile.age + 1 }}` with a text age, a division by zero).
     """
     plan = _plan_of(variant)
+    path = ("what", "variants", variant.name)
     try:
         rendered: dict[str, Any] = plan.render(traits, defaults)
     except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
-        path = ("what", "variants", variant.name)
         raise InvalidValue(f"cannot render variant {variant.name!r}: {error}", path) from None
+    size = len(orjson.dumps(rendered))
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidValue(
+            f"the rendered message of variant {variant.name!r} is {size} bytes, more than "
+            f"{MAX_MESSAGE_BYTES}; shorten its texts or the profile values they insert",
+            path,
+        )
     return rendered
 
 

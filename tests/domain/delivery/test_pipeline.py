@@ -289,3 +289,31 @@ def test_record_decision_counts_send(
         "runs": {"run-1": 1},
         "overall": 1,
     }
+
+
+def test_oversized_message_skips(
+    make_campaign: Callable[..., CampaignRules],
+    make_account: Callable[..., AccountRules],
+    make_candidate: Callable[..., SendCandidate],
+) -> None:
+    # Each field stays under the per-field limit; together they pass the message's.
+    payload = {f"field_{n}": "{{ profile.blob }}" for n in range(4)}
+    variant = MessageVariant.model_validate(
+        {
+            "message": {
+                "channel": "webhook",
+                "url": "https://hooks.example.com/x",
+                "payload": payload,
+            }
+        }
+    )
+    campaign = make_campaign(what=WhatSection(variants=[variant]), channel="webhook")
+    small = make_candidate(AT, traits={"blob": "x"})
+    large = make_candidate(AT, traits={"blob": "x" * 80_000})
+
+    assert _decide(campaign, make_account(), small).outcome is DeliveryOutcome.SEND
+    decision = _decide(campaign, make_account(), large)
+    assert decision.outcome is DeliveryOutcome.SKIP
+    assert decision.reason is NotSentReason.RENDER_FAILED
+    assert decision.detail is not None
+    assert "more than 262144" in decision.detail
