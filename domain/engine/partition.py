@@ -247,7 +247,9 @@ class PartitionEngine:
                 if send_id not in state["ledger"]:
                     _remember(state["ledger"], send_id, run_at_us // 1_000_000)
                     source = {"run_id": run_id}
-                    self._not_sent(campaign, state, send_id, run_at, now, decision, source, effects)
+                    self._not_sent(
+                        campaign, state, send_id, run_at, now, decision, source, campaigns, effects
+                    )
                     effects.changed.add(key)
                 continue
             at_us = moment_us(at)
@@ -270,10 +272,15 @@ class PartitionEngine:
         if not key:
             return
         event = envelope.get("event")
-        if event in SELF_TRIGGERING_EVENTS and not self.reads_notifications(campaigns):
+        if event in SELF_TRIGGERING_EVENTS:
             # The engine's own records come back on the topic it reads. They change no
-            # profile, trigger nothing, and matter only to audiences that count them.
-            return
+            # profile, trigger nothing, and were counted for the audiences that read them
+            # when they were decided; their send ids are in the user's ledger.
+            if not self.reads_notifications(campaigns):
+                return
+            known = self.users.get(key)
+            if known is not None and envelope.get("message_id") in known["ledger"]:
+                return
 
         at_us = epoch_us(envelope["timestamp"])
         if self.watermark_us is None or at_us > self.watermark_us:
@@ -412,7 +419,9 @@ class PartitionEngine:
                 _remember(ledger, send_id, at_us // 1_000_000)
                 effects.changed.add(key)
                 decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED)
-                self._not_sent(stopped, state, send_id, at, now, decision, source, effects)
+                self._not_sent(
+                    stopped, state, send_id, at, now, decision, source, campaigns, effects
+                )
             return
         if not campaign.in_flight(at):
             return
@@ -448,7 +457,7 @@ class PartitionEngine:
             return
         _remember(ledger, send_id, at_us // 1_000_000)
         if decision.outcome is DeliveryOutcome.SKIP:
-            self._not_sent(campaign, state, send_id, at, now, decision, source, effects)
+            self._not_sent(campaign, state, send_id, at, now, decision, source, campaigns, effects)
             return
 
         state["history"], self.counters[campaign_id] = record_decision(
@@ -458,18 +467,17 @@ class PartitionEngine:
         assert decision.send_at is not None, "a send carries its time"
         send_at = _timestamp_text(moment_us(decision.send_at))
         effects.sends.append(_command(send_id, campaign, state, decision, send_at, source))
-        effects.events.append(
-            _notification(
-                SENT_EVENT,
-                send_id,
-                campaign,
-                state,
-                send_at,
-                self._received_at(now),
-                decision.variant,
-                source,
-            )
+        notification = _notification(
+            SENT_EVENT,
+            send_id,
+            campaign,
+            state,
+            send_at,
+            self._received_at(now),
+            decision.variant,
+            source,
         )
+        self._emit(notification, state, campaigns, effects)
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
         """Return the zone whose calendar days the behaviour counters use: the audiences'."""
@@ -496,23 +504,42 @@ class PartitionEngine:
         now: datetime,
         decision: Decision,
         source: dict[str, str],
+        campaigns: CampaignSet,
         effects: Effects,
     ) -> None:
         assert decision.reason is not None, "a skip carries its reason"
         effects.reasons[(campaign.campaign_id, decision.reason.value)] += 1
         properties = {"reason": decision.reason.value, "detail": decision.detail, **source}
-        effects.events.append(
-            _notification(
-                NOT_SENT_EVENT,
-                send_id,
-                campaign,
-                state,
-                _timestamp_text(moment_us(at)),
-                self._received_at(now),
-                None,
-                properties,
-            )
+        notification = _notification(
+            NOT_SENT_EVENT,
+            send_id,
+            campaign,
+            state,
+            _timestamp_text(moment_us(at)),
+            self._received_at(now),
+            None,
+            properties,
         )
+        self._emit(notification, state, campaigns, effects)
+
+    def _emit(
+        self,
+        notification: dict[str, Any],
+        state: dict[str, Any],
+        campaigns: CampaignSet,
+        effects: Effects,
+    ) -> None:
+        """Write a Notification event, and count it at once for the audiences that read
+        them: the copy read back from the topic arrives after the user's next events."""
+        effects.events.append(notification)
+        if self.reads_notifications(campaigns):
+            apply_to_behaviour(
+                state["behaviour"],
+                notification,
+                campaigns.features,
+                self._behaviour_zone(campaigns),
+                horizon_days=self.rules.horizon_days,
+            )
 
     def reads_notifications(self, campaigns: CampaignSet) -> bool:
         """Tell whether some live audience counts the engine's own Notification events;

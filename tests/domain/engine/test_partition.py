@@ -348,6 +348,53 @@ def test_own_notifications_counted_when_an_audience_reads_them() -> None:
     assert [s["campaign_id"] for s in second.sends] == ["follow_up"]
 
 
+def _sent_once_audience() -> dict[str, Any]:
+    return {
+        "type": "inline_segment",
+        "definition": {
+            "type": "message",
+            "action": "sent",
+            "campaign_id": "payment",
+            "count": {"op": "exactly", "value": 1},
+            "window": {"type": "last_days", "days": 30},
+        },
+    }
+
+
+def test_own_notification_counted_before_it_comes_back() -> None:
+    campaigns = _campaigns(
+        payment=PAYMENT,
+        follow_up=_campaign({"type": "event", "event": "app_open"}, who=_sent_once_audience()),
+    )
+    engine = PartitionEngine(0, EngineRules())
+    later = T0 + timedelta(seconds=1)
+    effects = engine.process(
+        [
+            _identify("u1", T0),
+            _event("u1", "payment_error", T0, "m1"),
+            _event("u1", "app_open", later, "m2"),
+        ],
+        campaigns,
+        NOW,
+    )
+    assert [s["campaign_id"] for s in effects.sends] == ["payment", "follow_up"]
+
+
+def test_own_notification_read_back_counted_once() -> None:
+    campaigns = _campaigns(
+        payment=PAYMENT,
+        follow_up=_campaign({"type": "event", "event": "app_open"}, who=_sent_once_audience()),
+    )
+    engine = PartitionEngine(0, EngineRules())
+    first = engine.process(
+        [_identify("u1", T0), _event("u1", "payment_error", T0, "m1")], campaigns, NOW
+    )
+    [notification] = first.events
+    later = T0 + timedelta(minutes=5)
+    second = engine.process([notification, _event("u1", "app_open", later, "m2")], campaigns, NOW)
+    assert [s["campaign_id"] for s in second.sends] == ["follow_up"]
+
+
 def test_own_notifications_skipped_without_such_audience() -> None:
     engine = PartitionEngine(0, EngineRules())
     campaigns = _campaigns(payment=PAYMENT)
