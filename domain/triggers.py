@@ -390,7 +390,7 @@ def on_event(
     planned again on every call. `traits` is the user's profile as it is after this event.
     `watermark_us` is the partition's watermark, which this very event may have advanced.
     `at_us` is the event's time when the caller has already read it. Delayed sends and
-    windows go into `state.pending`, and `state.changed` tells whether anything changed.
+    windows go into `state.pending`, and `state.changed` is True when anything changed.
     """
     if envelope.get("type") != "track":
         return []

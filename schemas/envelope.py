@@ -130,7 +130,7 @@ def format_timestamp(moment: datetime) -> str:
     """Format an aware datetime as ISO-8601 in UTC with microseconds and a `Z` suffix."""
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     # isoformat pads the year to four digits, where strftime on Linux does not, and costs
-    # half as much; the last six characters it writes are the offset `+00:00`.
+    # half as much. The last six characters it writes are the offset `+00:00`.
     return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 

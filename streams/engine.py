@@ -82,7 +82,7 @@ _POLL_MS = 100
 # A transaction that starts while the broker still writes the markers of the one before
 # gets CONCURRENT_TRANSACTIONS on its first AddPartitionsToTxn, and aiokafka 0.14 retries
 # after a fixed 20 ms. The engine starts transactions back to back, so nearly every one
-# waited those 20 ms, which was most of a send's latency; the markers take a few
+# waited those 20 ms, which was most of a send's latency. Writing the markers takes a few
 # milliseconds. NOTE: this sets a module constant of aiokafka, for every transactional
 # producer in the process.
 _CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002

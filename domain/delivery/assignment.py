@@ -53,7 +53,7 @@ def choose_variant(
     """
     selection = what.winner_selection
     if selection is None and len(what.variants) == 1:
-        # The loop below would pick it for every point; skip the hash.
+        # The loop below would pick it for every point, so the hash is not needed.
         return what.variants[0].name
     outside_test = (
         selection is not None

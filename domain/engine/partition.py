@@ -274,8 +274,8 @@ class PartitionEngine:
         event = envelope.get("event")
         if event in SELF_TRIGGERING_EVENTS:
             # The engine's own records come back on the topic it reads. They change no
-            # profile, trigger nothing, and were counted for the audiences that read them
-            # when they were decided; their send ids are in the user's ledger.
+            # profile and trigger nothing. The audiences that read them counted them when
+            # they were decided, which the send id in the user's ledger shows.
             if not self.reads_notifications(campaigns):
                 return
             known = self.users.get(key)
@@ -552,13 +552,13 @@ class PartitionEngine:
         return self._reads_notifications
 
     def _received_us(self, received_at: str) -> int:
-        # The events of one API request share their `received_at`; parse it once.
+        # The events of one API request share their `received_at`, so it is parsed once.
         if received_at != self._last_received[0]:
             self._last_received = (received_at, epoch_us(received_at))
         return self._last_received[1]
 
     def _received_at(self, now: datetime) -> str:
-        # One call decides many sends at the same `now`; format it once.
+        # One call decides many sends at the same `now`, so it is formatted once.
         if now is not self._now:
             self._now = now
             self._now_text = format_timestamp(now)

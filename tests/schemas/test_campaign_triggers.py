@@ -70,7 +70,7 @@ def test_inaction_whose_did_cancels_itself_is_refused() -> None:
         _inaction([shoes, cheap], [cheap])
 
 
-def test_inaction_on_one_event_with_other_filters_is_accepted() -> None:
+def test_inaction_same_event_other_filters_accepted() -> None:
     shoes = {"property": "category", "op": "eq", "value": "shoes"}
     bought = {"property": "step", "op": "eq", "value": "bought"}
     assert _inaction([shoes], [bought]).did_not.event == "browse"
