@@ -13,8 +13,8 @@ Either all of it becomes visible to `read_committed` consumers or none of it doe
 worker killed at any moment therefore leaves no send command whose state change was
 lost, and the events it consumes again after a restart find their send ids in the ledger.
 
-One transaction is in flight while the next poll is processed: its records are serialised
-first, so it holds the states as of its own offsets. A failed commit ends the run, and
+One transaction is in flight while the next poll is processed. Its records are serialised
+first, so it contains the states as of its own offsets. A failed commit ends the run, and
 the worker starts a new engine that restores the committed states.
 
 Why not a Faust table: a Faust agent commits offsets and writes its changelog outside

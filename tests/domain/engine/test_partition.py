@@ -334,10 +334,7 @@ def test_own_notifications_counted_when_an_audience_reads_them() -> None:
             "window": {"type": "last_days", "days": 30},
         },
     }
-    campaigns = _campaigns(
-        payment=PAYMENT,
-        follow_up=_campaign({"type": "event", "event": "app_open"}, who=was_sent),
-    )
+    campaigns = _payment_and_follow_up(was_sent)
     engine = PartitionEngine(0, EngineRules())
     first = engine.process(
         [_identify("u1", T0), _event("u1", "payment_error", T0, "m1")], campaigns, NOW
@@ -346,6 +343,12 @@ def test_own_notifications_counted_when_an_audience_reads_them() -> None:
     later = T0 + timedelta(minutes=5)
     second = engine.process([notification, _event("u1", "app_open", later, "m2")], campaigns, NOW)
     assert [s["campaign_id"] for s in second.sends] == ["follow_up"]
+
+
+def _payment_and_follow_up(audience: dict[str, Any]) -> CampaignSet:
+    """Return the payment campaign and a follow-up on `app_open` to `audience`."""
+    follow_up = _campaign({"type": "event", "event": "app_open"}, who=audience)
+    return _campaigns(payment=PAYMENT, follow_up=follow_up)
 
 
 def _sent_once_audience() -> dict[str, Any]:
@@ -362,10 +365,7 @@ def _sent_once_audience() -> dict[str, Any]:
 
 
 def test_own_notification_counted_before_it_comes_back() -> None:
-    campaigns = _campaigns(
-        payment=PAYMENT,
-        follow_up=_campaign({"type": "event", "event": "app_open"}, who=_sent_once_audience()),
-    )
+    campaigns = _payment_and_follow_up(_sent_once_audience())
     engine = PartitionEngine(0, EngineRules())
     later = T0 + timedelta(seconds=1)
     effects = engine.process(
@@ -381,10 +381,7 @@ def test_own_notification_counted_before_it_comes_back() -> None:
 
 
 def test_own_notification_read_back_counted_once() -> None:
-    campaigns = _campaigns(
-        payment=PAYMENT,
-        follow_up=_campaign({"type": "event", "event": "app_open"}, who=_sent_once_audience()),
-    )
+    campaigns = _payment_and_follow_up(_sent_once_audience())
     engine = PartitionEngine(0, EngineRules())
     first = engine.process(
         [_identify("u1", T0), _event("u1", "payment_error", T0, "m1")], campaigns, NOW
