@@ -62,7 +62,9 @@ from streams.producer import bounded_records
 
 __all__ = [
     "CONTROL_HEADER",
+    "ENGINE_ORIGIN",
     "FLUSH",
+    "ORIGIN_HEADER",
     "EngineStats",
     "StreamEngine",
     "engine_rules",
@@ -73,9 +75,17 @@ logger = logging.getLogger(__name__)
 
 CONTROL_HEADER = "herald-control"
 FLUSH = b"flush"
+# Marks the events records the engine writes, which hold only its Notification events, so
+# that it can pass over them unread when they come back on the topic it consumes.
+ORIGIN_HEADER = "herald-origin"
+ENGINE_ORIGIN = b"engine"
+# aiokafka's record builder takes headers as a list only; it does not change them.
+_ENGINE_HEADERS = [(ORIGIN_HEADER, ENGINE_ORIGIN)]
+_NO_HEADERS: list[tuple[str, bytes]] = []
 _META_KEY = b"partition"
-# (topic, key, value, partition) of one record to write.
-_Record = tuple[str, bytes | None, bytes | None, int]
+_Headers = list[tuple[str, bytes]]
+# (topic, key, value, partition, headers) of one record to write.
+_Record = tuple[str, bytes | None, bytes | None, int, _Headers]
 _USER_PREFIX = "u:"
 _IDLE_TICK_S = 1.0
 _POLL_MS = 100
@@ -348,6 +358,8 @@ class StreamEngine(ConsumerRebalanceListener):
                 _merge(total, engine.flush(campaigns, now))
                 logger.info("engine flushed pending sends", extra={"partition": engine.partition})
                 continue
+            if skips_own and _is_engine_record(record):
+                continue
             try:
                 decoded = decode_events(record.value)
             except ValueError as error:
@@ -481,18 +493,18 @@ class StreamEngine(ConsumerRebalanceListener):
         """
         assert self._producer is not None, "run() started the producer"
         producer = self._producer
-        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
-        for topic, key, value, partition in records:
-            by_partition.setdefault((topic, partition), []).append((key, value))
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, _Headers]]] = {}
+        for topic, key, value, partition, headers in records:
+            by_partition.setdefault((topic, partition), []).append((key, value, headers))
         futures = []
         for (topic, partition), items in by_partition.items():
             batch = producer.create_batch()
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:
+            for key, value, headers in items:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                     # A new batch takes its first record whatever its size.
                     batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 
@@ -505,20 +517,27 @@ class StreamEngine(ConsumerRebalanceListener):
             by_topic.setdefault(topic, []).append(orjson.dumps(command))
         for topic, encoded in by_topic.items():
             target = await self._sends_partition(topic, partition)
-            records += [(topic, None, value, target) for value in bounded_records(encoded)]
+            records += [
+                (topic, None, value, target, _NO_HEADERS) for value in bounded_records(encoded)
+            ]
         if result.events:
             encoded = [orjson.dumps(event) for event in result.events]
             events_topic = self._kafka.events_topic
             records += [
-                (events_topic, None, value, partition) for value in bounded_records(encoded)
+                (events_topic, None, value, partition, _ENGINE_HEADERS)
+                for value in bounded_records(encoded)
             ]
         state_topic = self._kafka.engine_state_topic
         for key in result.changed:
             state = engine.users.get(key)
             value = orjson.dumps(state) if state is not None else None
-            records.append((state_topic, (_USER_PREFIX + key).encode(), value, partition))
+            records.append(
+                (state_topic, (_USER_PREFIX + key).encode(), value, partition, _NO_HEADERS)
+            )
         if result.meta_changed:
-            records.append((state_topic, _META_KEY, orjson.dumps(engine.meta()), partition))
+            records.append(
+                (state_topic, _META_KEY, orjson.dumps(engine.meta()), partition, _NO_HEADERS)
+            )
         return records
 
     async def _sends_partition(self, topic: str, partition: int) -> int:
@@ -601,6 +620,11 @@ def _is_own_notification(envelope: Any) -> bool:
         return False
     event = envelope.get("event")
     return isinstance(event, str) and event in SELF_TRIGGERING_EVENTS
+
+
+def _is_engine_record(record: ConsumerRecord) -> bool:
+    headers = record.headers or ()
+    return any(name == ORIGIN_HEADER and value == ENGINE_ORIGIN for name, value in headers)
 
 
 def _is_flush(record: ConsumerRecord) -> bool:

@@ -1,0 +1,165 @@
+"""The records the stream engine writes to the events topic, and which of them it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from herald.config import HeraldSettings, KafkaSettings
+from schemas.campaign import CampaignCreate
+from schemas.envelope import format_timestamp
+from schemas.wire import decode_events
+from streams.catalog import CampaignCatalog
+from streams.engine import ENGINE_ORIGIN, ORIGIN_HEADER, StreamEngine
+
+pytestmark = pytest.mark.kafka
+
+TRIGGER = "Coupon Claimed"
+
+
+def _settings(kafka: KafkaSettings) -> HeraldSettings:
+    settings = HeraldSettings()
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    engine = settings.engine.model_copy(
+        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
+    )
+    return settings.model_copy(update={"kafka": kafka, "engine": engine})
+
+
+def _catalog() -> CampaignCatalog:
+    campaign = CampaignCreate.model_validate(
+        {
+            "name": "Coupon confirmation",
+            "channel": "in_app",
+            "what": {
+                "variants": [
+                    {
+                        "message": {
+                            "channel": "in_app",
+                            "layout": "alert",
+                            "title": "Hi",
+                            "body": "Yes",
+                        }
+                    }
+                ]
+            },
+            "when": {"type": "event", "event": TRIGGER},
+        }
+    )
+    catalog = CampaignCatalog()
+    catalog.campaigns["coupon"] = {
+        "state": "running",
+        "timezone": "UTC",
+        "name": campaign.name,
+        "live_definition": campaign.model_dump(mode="json"),
+    }
+    return catalog
+
+
+def _event(user_id: str) -> dict[str, Any]:
+    now = format_timestamp(datetime.now(UTC))
+    return {
+        "message_id": uuid.uuid4().hex,
+        "type": "track",
+        "event": TRIGGER,
+        "user_id": user_id,
+        "timestamp": now,
+        "received_at": now,
+        "properties": {},
+    }
+
+
+async def _write(kafka: KafkaSettings, events: list[dict[str, Any]], headers: list[Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            kafka.events_topic, orjson.dumps(events), partition=0, headers=headers
+        )
+    finally:
+        await producer.stop()
+
+
+async def _events_records(kafka: KafkaSettings, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        kafka.events_topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records += batch
+    finally:
+        await consumer.stop()
+    return records
+
+
+def _run_engine(settings: HeraldSettings, until) -> StreamEngine:  # type: ignore[no-untyped-def]
+    async def scenario() -> StreamEngine:
+        ready = asyncio.Event()
+        ready.set()
+        engine = StreamEngine(settings, _catalog(), ready)
+        run = asyncio.create_task(engine.run())
+        deadline = time.monotonic() + 60
+        try:
+            while not await until(engine):
+                assert not run.done(), f"the engine stopped: {run.exception()!r}"
+                assert time.monotonic() < deadline, "timed out"
+                await asyncio.sleep(0.05)
+        finally:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        return engine
+
+    return asyncio.run(scenario())
+
+
+def test_notification_records_carry_the_engine_origin(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = _settings(kafka)
+
+    async def sent(engine: StreamEngine) -> bool:
+        if engine.stats.transactions == 0 and not getattr(engine, "_written", False):
+            await _write(kafka, [_event("ada"), _event("grace")], [])
+            engine._written = True  # type: ignore[attr-defined]
+        return engine.stats.sends >= 2
+
+    _run_engine(settings, sent)
+    records = asyncio.run(_events_records(kafka, 2))
+
+    origins = [dict(record.headers).get(ORIGIN_HEADER) for record in records]
+    names = [[event["event"] for event in decode_events(record.value)] for record in records]
+    assert names == [[TRIGGER, TRIGGER], ["Notification Sent", "Notification Sent"]]
+    assert origins == [None, ENGINE_ORIGIN]
+
+
+def test_engine_passes_over_records_of_engine_origin(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = _settings(kafka)
+    marked = [(ORIGIN_HEADER, ENGINE_ORIGIN)]
+
+    async def read_both(engine: StreamEngine) -> bool:
+        if not getattr(engine, "_written", False):
+            # The marked record comes first: had the engine read it, it would send to ada.
+            await _write(kafka, [_event("ada")], marked)
+            await _write(kafka, [_event("grace")], [])
+            engine._written = True  # type: ignore[attr-defined]
+        return engine.stats.events >= 1 and engine.stats.transactions >= 1
+
+    engine = _run_engine(settings, read_both)
+
+    assert engine.stats.events == 1
+    assert engine.stats.sends == 1
