@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -89,6 +90,9 @@ class CompiledTrigger:
     # event evaluates each distinct condition once however many campaigns use it.
     start_properties: _Matcher | None = None
     cancel_properties: _Matcher | None = None
+    # Names the cancelling condition (event and filters) in `TriggerState.cancels`, so that
+    # campaigns with the same `did_not` keep one list of times per user, not one each.
+    cancel_key: str = ""
 
 
 @dataclass(slots=True)
@@ -97,8 +101,9 @@ class TriggerState:
 
     `pending` contains [campaign id, trigger id, fire time] of delayed action sends and open
     inaction windows (whose start is fire time minus the window). `cancels` contains, per
-    inaction campaign, the sorted times of the user's latest `did_not` events, so that a
-    `did` event that arrives after them still finds the ones inside its window.
+    cancelling condition (`CompiledTrigger.cancel_key`), the sorted times of the user's
+    latest `did_not` events, so that a `did` event that arrives after them still finds the
+    ones inside its window.
     """
 
     pending: list[list[Any]] = field(default_factory=list)
@@ -138,6 +143,7 @@ def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
             start_properties=_filters_matcher(when.property_filters),
         )
     if isinstance(when, InactionTrigger):
+        cancel_properties = _filters_matcher(when.did_not.property_filters)
         return CompiledTrigger(
             campaign_id,
             "inaction",
@@ -147,9 +153,17 @@ def compile_trigger(campaign_id: str, when: Any) -> CompiledTrigger | None:
             start_event=when.did.event,
             cancel_event=when.did_not.event,
             start_properties=_filters_matcher(when.did.property_filters),
-            cancel_properties=_filters_matcher(when.did_not.property_filters),
+            cancel_properties=cancel_properties,
+            cancel_key=_condition_key(when.did_not.event, cancel_properties),
         )
     return None
+
+
+def _condition_key(event: str, properties: _Matcher) -> str:
+    # Stored in user states, so it must not change between releases or restarts: it is a
+    # hash of the event name and the canonical JSON of the filters, never a process's id.
+    text = event.encode() + b"\x1f" + _MATCHER_KEYS[properties]
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 def _event_matcher(name: str, filters: list[PropertyFilter]) -> _Matcher:
@@ -177,6 +191,7 @@ def _filters_matcher(filters: list[PropertyFilter]) -> _Matcher:
     if matcher is None:
         matcher = _SHARED_MATCHERS[key] = _build_filters_matcher(filters)
         _SHARED_FILTERS[matcher] = tuple(filters)
+        _MATCHER_KEYS[matcher] = key
     return matcher
 
 
@@ -209,6 +224,8 @@ def _always(_values: dict[str, Any]) -> bool:
 _SHARED_MATCHERS: dict[bytes, _Matcher] = {}
 # The filters each shared matcher tests, so that `plan_triggers` can take them apart.
 _SHARED_FILTERS: dict[_Matcher, tuple[PropertyFilter, ...]] = {}
+# The canonical JSON of each shared matcher's filters.
+_MATCHER_KEYS: dict[_Matcher, bytes] = {}
 
 
 # A step is (position, trigger). Position 2 * i is the cancel of the plan's i-th trigger and
@@ -431,7 +448,7 @@ def on_event(
 
 def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:
     """Tell whether a cancelling event processed earlier falls in the window opening at `at_us`."""
-    times = state.cancels.get(trigger.campaign_id)
+    times = state.cancels.get(trigger.cancel_key)
     if not times:
         return False
     index = bisect_left(times, at_us)
@@ -440,7 +457,7 @@ def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int)
 
 def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
     campaign = trigger.campaign_id
-    times = state.cancels.setdefault(campaign, [])
+    times = state.cancels.setdefault(trigger.cancel_key, [])
     index = bisect_left(times, at_us)
     if index == len(times) or times[index] != at_us:
         times.insert(index, at_us)

@@ -206,7 +206,7 @@ def test_same_event_cancel_precedes_start() -> None:
     on_event(plan_triggers("view", [both]), state, _event("view", price=20), {}, T0_US)
 
     assert state.pending == []
-    assert state.cancels == {"both": [T0_US]}
+    assert state.cancels == {both.cancel_key: [T0_US]}
 
 
 def test_same_event_filters_open_and_cancel() -> None:
@@ -315,7 +315,7 @@ def _loop_reference(
 ) -> tuple[list[tuple[str, int]], dict[str, Any], bool]:
     """Apply an event trigger by trigger, by the rules in the `domain.triggers` docstring."""
     pending = [list(item) for item in stored["pending"]]
-    cancels = {campaign: list(times) for campaign, times in stored["cancels"].items()}
+    cancels = {key: list(times) for key, times in stored["cancels"].items()}
     changed = False
     fires: list[tuple[str, int]] = []
     name = envelope["event"]
@@ -325,7 +325,7 @@ def _loop_reference(
     for trigger in triggers:
         campaign = trigger.campaign_id
         if trigger.cancel is not None and trigger.cancel_event == name and trigger.cancel(envelope):
-            times = cancels.setdefault(campaign, [])
+            times = cancels.setdefault(trigger.cancel_key, [])
             if at_us not in times:
                 insort(times, at_us)
                 del times[:-MAX_KEPT_CANCELS]
@@ -343,7 +343,8 @@ def _loop_reference(
         if trigger.kind == "action" and trigger.offset_us == 0:
             fires.append((campaign, fire_at_us))
             continue
-        cancelled = any(at_us <= time <= fire_at_us for time in cancels.get(campaign, []))
+        times = cancels.get(trigger.cancel_key, [])
+        cancelled = any(at_us <= time <= fire_at_us for time in times)
         if trigger.kind == "action" or not cancelled:
             pending.append([campaign, envelope["message_id"], fire_at_us])
             changed = True

@@ -209,21 +209,21 @@ def test_cancel_without_window_records_time() -> None:
     state = TriggerState(pending=[["pay", "p1", _us(T0)]])
     pending = state.pending
     on_event([CART], state, _event("purchase", T0), {}, _us(T0))
-    assert state.cancels == {"cart": [_us(T0)]}
+    assert state.cancels == {CART.cancel_key: [_us(T0)]}
     assert state.changed
     assert state.pending is pending
 
 
 def test_known_cancel_without_window_unchanged() -> None:
-    state = TriggerState(cancels={"cart": [_us(T0)]})
+    state = TriggerState(cancels={CART.cancel_key: [_us(T0)]})
     on_event([CART], state, _event("purchase", T0), {}, _us(T0))
-    assert state.cancels == {"cart": [_us(T0)]}
+    assert state.cancels == {CART.cancel_key: [_us(T0)]}
     assert not state.changed
 
 
 def test_cancel_leaves_other_campaigns_windows() -> None:
     window = ["other", "a1", _us(T0) + HOUR_US]
-    state = TriggerState(pending=[window], cancels={"cart": [_us(T0)]})
+    state = TriggerState(pending=[window], cancels={CART.cancel_key: [_us(T0)]})
     on_event([CART], state, _event("purchase", T0), {}, _us(T0))
     assert state.pending == [window]
     assert not state.changed
@@ -244,7 +244,7 @@ def test_cancels_keep_latest_times() -> None:
     for at_us in times:
         purchase = _event("purchase", T0)
         on_event([CART], state, purchase, {}, at_us, at_us=at_us)
-    assert state.cancels == {"cart": times[-MAX_KEPT_CANCELS:]}
+    assert state.cancels == {CART.cancel_key: times[-MAX_KEPT_CANCELS:]}
 
 
 def test_property_filters_select_events() -> None:
@@ -270,3 +270,34 @@ def test_state_round_trips_as_json() -> None:
     restored = TriggerState.from_json(state.to_json())
     assert restored == state
     assert TriggerState.from_json(None) == TriggerState()
+
+
+def _cart_without(campaign_id: str, did_not: dict[str, object], within: str = "PT1H"):  # type: ignore[no-untyped-def]
+    when = {"type": "inaction", "did": {"event": "add_to_cart"}, "did_not": did_not}
+    return compile_trigger(campaign_id, InactionTrigger.model_validate({**when, "within": within}))
+
+
+def test_campaigns_with_one_cancel_condition_share_its_times() -> None:
+    short = _cart_without("short", {"event": "purchase"}, "PT10M")
+    state = TriggerState()
+    on_event([CART, short], state, _event("purchase", T0), {}, _us(T0))
+    assert state.cancels == {CART.cancel_key: [_us(T0)]}
+    assert short.cancel_key == CART.cancel_key
+
+
+def test_cancel_key_follows_event_and_filters() -> None:
+    big = {
+        "event": "purchase",
+        "property_filters": [{"property": "total", "op": "gt", "value": 10}],
+    }
+    keys = {
+        CART.cancel_key,
+        _cart_without("big", big).cancel_key,
+        _cart_without("refund", {"event": "refund"}).cancel_key,
+    }
+    assert len(keys) == 3
+
+
+def test_cancel_key_is_stable() -> None:
+    # Kept in stored user states: a new key would lose the cancels recorded before.
+    assert CART.cancel_key == "f8d9fca1233621f6"
