@@ -312,13 +312,19 @@ def _run(
     records = micro_batch_records(pairs, kafka.partitions, workload.batch_size)
     rules = engine_rules(settings)
     pure = measure_pure_engine(records, kafka.partitions, rules, catalog.live_campaigns(), _PURE)
+    event_count = len(pairs)
+    kept = pairs if profile is not None else None
+    # A worker starts with only its restored state in memory. The engine collects garbage
+    # when it gets its partitions, which would otherwise walk these inputs too.
+    del messages, pairs, records
+    gc.collect()
     stream = asyncio.run(
         measure_stream_engine(
-            engine_settings(settings, kafka, prefix), catalog, len(pairs), _OVER_KAFKA
+            engine_settings(settings, kafka, prefix), catalog, event_count, _OVER_KAFKA
         )
     )
-    if profile is not None:
-        _profile(settings, kafka, catalog, pairs, workload.batch_size, prefix, profile)
+    if kept is not None and profile is not None:
+        _profile(settings, kafka, catalog, kept, workload.batch_size, prefix, profile)
     return _Results(mix, baseline, [pure, stream])
 
 
