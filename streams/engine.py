@@ -349,12 +349,9 @@ class StreamEngine(ConsumerRebalanceListener):
         now: datetime,
     ) -> Effects:
         total = Effects()
-        envelopes: list[dict[str, Any]] = []
         skips_own = not engine.reads_notifications(campaigns)
         for record in records:
             if _is_flush(record):
-                _merge(total, engine.process(envelopes, campaigns, now))
-                envelopes = []
                 _merge(total, engine.flush(campaigns, now))
                 logger.info("engine flushed pending sends", extra={"partition": engine.partition})
                 continue
@@ -370,6 +367,10 @@ class StreamEngine(ConsumerRebalanceListener):
                     extra={"partition": record.partition, "offset": record.offset},
                 )
                 continue
+            # Each record's events are processed before the next record is decoded: a
+            # poll can bring hundreds of thousands of events, and holding them all decoded
+            # at once made every step slower through the memory it took.
+            envelopes: list[dict[str, Any]] = []
             for envelope in decoded:
                 if skips_own and _is_own_notification(envelope):
                     continue
@@ -382,8 +383,8 @@ class StreamEngine(ConsumerRebalanceListener):
                         problem,
                         extra={"partition": record.partition, "offset": record.offset},
                     )
-        self.stats.events += len(envelopes)
-        _merge(total, engine.process(envelopes, campaigns, now))
+            self.stats.events += len(envelopes)
+            _merge(total, engine.process(envelopes, campaigns, now))
         return total
 
     def _process_runs(
