@@ -41,7 +41,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,6 +119,7 @@ def engine_rules(settings: HeraldSettings) -> EngineRules:
         account=AccountRules(engine.timezone, delivery),
         max_lateness_us=int(engine.max_lateness_s * 1_000_000),
         max_future_us=int(engine.max_future_s * 1_000_000),
+        partitions=settings.kafka.partitions,
     )
 
 
@@ -256,6 +257,7 @@ class StreamEngine(ConsumerRebalanceListener):
             if not new:
                 return
             started_s = time.monotonic()
+            self._count_partitions()
             restored = await self._restore(new)
             now_s = time.monotonic()
             for partition in new:
@@ -273,6 +275,18 @@ class StreamEngine(ConsumerRebalanceListener):
                     "restore_ms": round((now_s - started_s) * 1000),
                 },
             )
+
+    def _count_partitions(self) -> None:
+        # The topic may have been created with another count than the settings give, and
+        # each partition's share of throttles and limits depends on the real one.
+        assert self._consumer is not None, "run() started the consumer"
+        count = len(self._consumer.partitions_for_topic(self._kafka.events_topic) or ())
+        if count and count != self._rules.partitions:
+            logger.info(
+                "engine counts the events topic's partitions",
+                extra={"partitions": count, "configured": self._rules.partitions},
+            )
+            self._rules = replace(self._rules, partitions=count)
 
     async def _restore(
         self, partitions: list[int]

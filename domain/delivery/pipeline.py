@@ -26,6 +26,7 @@ from domain.delivery.clock import resolve_zone
 from domain.delivery.limits import limit_reached
 from domain.delivery.quiet_hours import ENDLESS, quiet_until
 from domain.delivery.rendering import MessageRenderer, render_variant
+from domain.delivery.share import WHOLE, Share
 from domain.delivery.state import (
     CampaignCounters,
     UserSendHistory,
@@ -117,6 +118,7 @@ class _Context:
     at: datetime
     account_zone: ZoneInfo
     user_zone: ZoneInfo
+    share: Share
 
 
 def decide(
@@ -126,8 +128,12 @@ def decide(
     history: UserSendHistory,
     counters: CampaignCounters,
     render: MessageRenderer = render_variant,
+    share: Share = WHOLE,
 ) -> Decision:
     """Decide whether to send, defer or skip one message, and render it when sending.
+
+    `counters` are the campaign's sends counted where `share` applies its throttle and
+    limits: the whole of them by default, a partition's share in the engine.
 
     Raises:
         InvalidValue: `campaign.winner` names no variant of the campaign.
@@ -142,6 +148,7 @@ def decide(
         at=candidate.at.astimezone(UTC),
         account_zone=account_zone,
         user_zone=resolve_zone(candidate.timezone, account_zone),
+        share=share,
     )
     for check in _CHECKS:
         decision = check(context)
@@ -226,7 +233,7 @@ def _check_quiet_hours(context: _Context) -> Decision | None:
 
 def _check_throttle(context: _Context) -> Decision | None:
     throttle = context.campaign.delivery.throttle
-    until = throttled_until(throttle, context.counters, context.at)
+    until = throttled_until(throttle, context.counters, context.at, context.share)
     return None if until is None else _defer(NotSentReason.THROTTLED, until)
 
 
@@ -237,6 +244,7 @@ def _check_limits(context: _Context) -> Decision | None:
         context.at,
         context.candidate.run_id,
         context.account_zone,
+        context.share,
     )
     return None if reason is None else _skip(reason)
 

@@ -15,6 +15,8 @@ Per user, the state is one JSON object:
      "ledger":    {send id: epoch second decided}, every send id already decided}
 
 Per partition: the event-time watermark and the campaign counters (throttle, limits).
+Each partition applies its share of a campaign's throttle and limits
+(`domain.delivery.share`), so that together they never exceed them.
 
 Time rules:
 - The watermark is the latest event time seen. An event moves it only if its time is at
@@ -60,6 +62,7 @@ from domain.delivery import (
 )
 from domain.delivery.channels import CONTACT_TRAITS
 from domain.delivery.clock import local_instant, resolve_zone
+from domain.delivery.share import Share
 from domain.delivery.state import HISTORY_HORIZON_S
 from domain.engine.campaigns import CampaignSet, LiveCampaign, StoppedCampaign
 from domain.errors import InvalidValue
@@ -103,6 +106,8 @@ class EngineRules:
     max_lateness_us: int = DEFAULT_MAX_LATENESS_US
     max_future_us: int = DEFAULT_MAX_FUTURE_US
     horizon_days: int = DEFAULT_HORIZON_DAYS
+    # Of the events topic: each partition applies its share of throttles and limits.
+    partitions: int = 1
 
 
 @dataclass(slots=True)
@@ -163,6 +168,7 @@ class PartitionEngine:
     ) -> None:
         self.partition = partition
         self.rules = rules
+        self.share = Share(partition % rules.partitions, rules.partitions)
         self.users = users if users is not None else {}
         meta = meta or {}
         self.watermark_us: int | None = meta.get("watermark_us")
@@ -442,7 +448,9 @@ class PartitionEngine:
         account = self._account(campaign)
         counters = self.counters.get(campaign_id) or new_campaign_counters()
         try:
-            decision = decide(candidate, campaign.rules, account, state["history"], counters)
+            decision = decide(
+                candidate, campaign.rules, account, state["history"], counters, share=self.share
+            )
         except InvalidValue as error:
             decision = Decision(
                 DeliveryOutcome.SKIP, reason=NotSentReason.RENDER_FAILED, detail=error.message

@@ -465,3 +465,41 @@ def test_audience_days_follow_account_zone(zone: str, sent: list[str]) -> None:
     ]
     sends = engine.process(envelopes, campaigns, NOW).sends
     assert [send["user_id"] for send in sends] == sent
+
+
+def _four_partitions(
+    delivery: dict[str, Any], users: int
+) -> tuple[list[PartitionEngine], list[Any]]:
+    campaigns = _campaigns(payment=_campaign({"type": "event", "event": "payment_error"}, delivery))
+    rules = EngineRules(partitions=4)
+    engines = [PartitionEngine(partition, rules) for partition in range(4)]
+    effects = []
+    for partition, engine in enumerate(engines):
+        envelopes = [
+            e
+            for n in range(partition, users, 4)
+            for e in (
+                _identify(f"user-{n}", T0),
+                _event(f"user-{n}", "payment_error", T0 + timedelta(seconds=n)),
+            )
+        ]
+        effects.append(engine.process(envelopes, campaigns, NOW))
+    return engines, effects
+
+
+def test_partitions_together_keep_the_overall_limit() -> None:
+    _, effects = _four_partitions({"limits": {"overall": 10}}, users=200)
+    assert sum(len(e.sends) for e in effects) == 10
+    assert [len(e.sends) for e in effects] == [3, 3, 2, 2]
+    reasons = sum((e.reasons for e in effects), Counter())
+    assert reasons == Counter({("payment", "limit_overall"): 190})
+
+
+def test_partitions_together_keep_the_throttle() -> None:
+    engines, effects = _four_partitions({"throttle": {"max_per_5_minutes": 6}}, users=100)
+    # Every user triggers within the first 100 seconds, inside one 5-minute bucket.
+    assert sum(len(e.sends) for e in effects) == 6
+    deferred = [
+        item for engine in engines for state in engine.users.values() for item in state["deferred"]
+    ]
+    assert len(deferred) == 94
