@@ -28,7 +28,10 @@ class Share:
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
-            raise ValueError(f"partition {self.index} is not one of {self.count} partitions")
+            raise ValueError(
+                f"invalid partition {self.index}: expected 0 to {self.count - 1} for "
+                f"{self.count} partitions"
+            )
 
     def of(self, total: int, turn: int = 0) -> int:
         """Return this partition's part of `total` in the period numbered `turn`."""

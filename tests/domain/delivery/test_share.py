@@ -45,8 +45,8 @@ def test_whole_share_is_the_total() -> None:
     assert WHOLE.of(7, 3) == 7
 
 
-def test_partition_outside_the_count_is_refused() -> None:
-    with pytest.raises(ValueError, match="partition 4 is not one of 4 partitions"):
+def test_partition_out_of_range_rejected() -> None:
+    with pytest.raises(ValueError, match="invalid partition 4: expected 0 to 3"):
         Share(4, 4)
 
 
@@ -92,7 +92,7 @@ def test_run_limit_split_over_partitions() -> None:
     )
 
 
-def test_throttle_smaller_than_the_partitions_defers_to_a_bucket_with_room() -> None:
+def test_small_throttle_defers_to_own_bucket() -> None:
     throttle = Throttle(max_per_5_minutes=1)
     counters = new_campaign_counters()
     for index in range(4):
