@@ -6,7 +6,9 @@ import base64
 import binascii
 import gzip
 import hmac
+import json
 import zlib
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -17,6 +19,7 @@ from streams.producer import EventProducer
 
 __all__ = [
     "CleverTapAccountId",
+    "JsonBody",
     "ProducerDep",
     "SettingsDep",
     "WriteKey",
@@ -82,7 +85,21 @@ WriteKey = Annotated[str, Depends(_write_key)]
 CleverTapAccountId = Annotated[str, Depends(_clevertap_account)]
 
 
-async def read_json_body(request: Request, max_bytes: int) -> tuple[Any, bytes]:
+@dataclass(frozen=True, slots=True)
+class JsonBody:
+    """A decoded request body and its bytes after decompression.
+
+    `lenient` is True when orjson rejected the body and Python's more permissive reader
+    decoded it. Such a body may contain NaN, Infinity or an unpaired surrogate, and the
+    caller rejects each event that contains one.
+    """
+
+    document: Any
+    raw: bytes
+    lenient: bool = False
+
+
+async def read_json_body(request: Request, max_bytes: int) -> JsonBody:
     """Read, decompress and decode a JSON body of at most `max_bytes` (after decompression).
 
     Raises:
@@ -94,11 +111,31 @@ async def read_json_body(request: Request, max_bytes: int) -> tuple[Any, bytes]:
     if len(body) > max_bytes:
         raise _too_large(len(body), max_bytes)
     try:
-        return orjson.loads(body), body
+        return JsonBody(orjson.loads(body), body)
     except orjson.JSONDecodeError as error:
+        strict_error = error
+    # One event with a NaN must not cost the other events of its batch. Segment's Python
+    # library (analytics/request.py) encodes with json.dumps, which writes NaN for a
+    # float('nan') property. The body is decoded as UTF-8 first, because `json.loads` of
+    # bytes also accepts UTF-16 and UTF-32.
+    try:
+        document = json.loads(body.decode("utf-8"), parse_int=_integer_as_orjson_reads_it)
+    except (ValueError, RecursionError):
         raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {error}"
+            status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {strict_error}"
         ) from None
+    return JsonBody(document, body, lenient=True)
+
+
+def _integer_as_orjson_reads_it(text: str) -> int | float:
+    # orjson reads integers beyond its 64-bit range as floats and rejects those beyond
+    # ±1.8e308, which float() reads as infinity for the event check to reject. Converting
+    # long digit strings with float() also avoids int()'s limit of 4,300 digits.
+    if len(text) <= 20:
+        value = int(text)
+        if -(2**63) <= value <= 2**64 - 1:
+            return value
+    return float(text)
 
 
 def _too_large(size: int, max_bytes: int) -> HTTPException:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import HTTPException, status
 
+from api.json_values import find_invalid_json_value, format_field
 from schemas.envelope import EventLimits, InvalidEvent, check_size
 from schemas.wire import encode_rejection
 from streams.producer import EventProducer, KafkaUnavailable
@@ -44,10 +45,13 @@ async def ingest(
     received_at: datetime,
     limits: EventLimits,
     dry_run: bool = False,
+    check_json_values: bool = False,
 ) -> IngestOutcome:
     """Validate every item, then write the valid envelopes and the rejections to Kafka.
 
     Returns only after Kafka acknowledged both writes. With `dry_run` nothing is written.
+    With `check_json_values`, for a body that only Python's JSON reader could decode, an
+    item that contains NaN, Infinity or an unpaired surrogate is rejected.
 
     Raises:
         HTTPException: 503 when Kafka did not acknowledge; the client should retry, and the
@@ -58,6 +62,8 @@ async def ingest(
     dead_letters: list[bytes] = []
     for index, item in enumerate(items):
         try:
+            if check_json_values:
+                _reject_invalid_json_value(item)
             envelope = convert(index, item)
             valid.append((envelope, check_size(envelope, limits)))
         except InvalidEvent as error:
@@ -99,8 +105,20 @@ async def _write(
         ) from None
 
 
+def _reject_invalid_json_value(item: Any) -> None:
+    # An item that is not an object is left to `convert`, which rejects it as such.
+    if not isinstance(item, dict):
+        return
+    invalid = find_invalid_json_value(item)
+    if invalid is not None:
+        raise InvalidEvent(format_field(invalid.path), invalid.reason)
+
+
 def _message_id(item: Any) -> str | None:
     if not isinstance(item, dict):
         return None
     value = item.get("messageId", item.get("message_id"))
-    return value if isinstance(value, str) else None
+    # An id with an unpaired surrogate cannot be written into the JSON response.
+    if not isinstance(value, str) or find_invalid_json_value(value) is not None:
+        return None
+    return value

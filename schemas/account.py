@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.text import StoredText
+
 __all__ = [
     "AccountPublic",
     "AccountUpdate",
@@ -48,7 +50,7 @@ class AccountUpdate(_Contract):
 
 
 class UserCreate(_Contract):
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+    email: Annotated[StoredText, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
     role: Role
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 
 from domain.lifecycle import CampaignState
 from schemas.campaign_message import Channel, WhatSection, check_json_size
+from schemas.text import StoredText
 
 __all__ = [
     "SELF_TRIGGERING_EVENTS",
@@ -97,7 +98,7 @@ class AllUsersAudience(_Contract):
 
 class SavedSegmentAudience(_Contract):
     type: Literal["saved_segment"] = "saved_segment"
-    segment_id: Annotated[str, Field(min_length=1, max_length=64)]
+    segment_id: Annotated[StoredText, Field(min_length=1, max_length=64)]
 
 
 class InlineSegmentAudience(_Contract):
@@ -363,8 +364,8 @@ class CampaignDelivery(_Contract):
 # Campaign families ----------------------------------------------------------------------
 
 
-CampaignName = Annotated[str, Field(min_length=1, max_length=200)]
-LabelList = list[Annotated[str, Field(min_length=1, max_length=200)]]
+CampaignName = Annotated[StoredText, Field(min_length=1, max_length=200)]
+LabelList = list[Annotated[StoredText, Field(min_length=1, max_length=200)]]
 
 
 def _strip_name(name: str) -> str:
@@ -466,7 +467,7 @@ class CampaignApproval(_Contract):
 
 
 class CampaignRejection(_Contract):
-    comment: Annotated[str, Field(min_length=1, max_length=2000)]
+    comment: Annotated[StoredText, Field(min_length=1, max_length=2000)]
 
 
 class CampaignPreviewRequest(_Contract):

@@ -10,6 +10,7 @@ from api.auth import CurrentUser, SessionDep
 from control.audit import list_audit
 from control.views import audit_public
 from schemas.campaign import AuditEntryPublic
+from schemas.text import StoredText
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 def read_audit(
     user: CurrentUser,
     session: SessionDep,
-    resource_id: str | None = None,
+    resource_id: StoredText | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntryPublic]:
     """Return the newest `limit` entries, oldest first, optionally for one resource."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from api.auth import AdminUser, ApproverUser, ClockDep, CurrentUser, EditorUser, SessionDep
+from api.json_values import StrictJSONRoute
 from control import campaign_actions as actions
 from control import campaigns as store
 from control.audit import list_audit
@@ -25,8 +26,9 @@ from schemas.campaign import (
     CampaignUpdate,
 )
 from schemas.campaign_message import Channel
+from schemas.text import StoredText
 
-router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=StrictJSONRoute)
 
 PublishOptions = Annotated[CampaignApproval, Body(default_factory=CampaignApproval)]
 
@@ -49,7 +51,7 @@ def read_campaigns(
     session: SessionDep,
     state: CampaignState | None = None,
     channel: Channel | None = None,
-    label: Annotated[str | None, Query(max_length=200)] = None,
+    label: Annotated[StoredText | None, Query(max_length=200)] = None,
     include_archived: bool = False,
 ) -> list[CampaignPublic]:
     found = store.list_campaigns(session, user.account_id, state, channel, label, include_archived)
@@ -65,13 +67,19 @@ def create_campaign(
 
 
 @router.get("/{campaign_id}", response_model=CampaignPublic)
-def read_campaign(campaign_id: str, user: CurrentUser, session: SessionDep) -> CampaignPublic:
+def read_campaign(
+    campaign_id: StoredText, user: CurrentUser, session: SessionDep
+) -> CampaignPublic:
     return _public(store.get_campaign(session, user.account_id, campaign_id), user)
 
 
 @router.patch("/{campaign_id}", response_model=CampaignPublic)
 def update_campaign(
-    campaign_id: str, body: CampaignUpdate, user: EditorUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText,
+    body: CampaignUpdate,
+    user: EditorUser,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> CampaignPublic:
     """Edit a campaign; what may change depends on its state, the time and the editor.
 
@@ -84,7 +92,7 @@ def update_campaign(
 
 @router.post("/{campaign_id}/publish", response_model=CampaignPublic)
 def publish_campaign(
-    campaign_id: str,
+    campaign_id: StoredText,
     user: EditorUser,
     session: SessionDep,
     clock: ClockDep,
@@ -96,14 +104,14 @@ def publish_campaign(
 
 @router.post("/{campaign_id}/send-for-approval", response_model=CampaignPublic)
 def send_for_approval(
-    campaign_id: str, user: EditorUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText, user: EditorUser, session: SessionDep, clock: ClockDep
 ) -> CampaignPublic:
     return _public(actions.send_for_approval(session, user, campaign_id, clock.now()), user)
 
 
 @router.post("/{campaign_id}/approve", response_model=CampaignPublic)
 def approve_campaign(
-    campaign_id: str,
+    campaign_id: StoredText,
     user: ApproverUser,
     session: SessionDep,
     clock: ClockDep,
@@ -115,7 +123,7 @@ def approve_campaign(
 
 @router.post("/{campaign_id}/reject", response_model=CampaignPublic)
 def reject_campaign(
-    campaign_id: str,
+    campaign_id: StoredText,
     body: CampaignRejection,
     user: ApproverUser,
     session: SessionDep,
@@ -127,13 +135,13 @@ def reject_campaign(
 
 @router.post("/{campaign_id}/stop", response_model=CampaignPublic)
 def stop_campaign(
-    campaign_id: str, user: EditorUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText, user: EditorUser, session: SessionDep, clock: ClockDep
 ) -> CampaignPublic:
     return _public(actions.stop_campaign(session, user, campaign_id, clock.now()), user)
 
 
 @router.post("/{campaign_id}/pause", status_code=status.HTTP_409_CONFLICT)
-def pause_campaign(campaign_id: str, user: EditorUser, session: SessionDep) -> None:
+def pause_campaign(campaign_id: StoredText, user: EditorUser, session: SessionDep) -> None:
     """Always return 409, because a published campaign can only be stopped, not paused."""
     actions.pause_campaign(session, user, campaign_id)
 
@@ -142,21 +150,21 @@ def pause_campaign(campaign_id: str, user: EditorUser, session: SessionDep) -> N
     "/{campaign_id}/duplicate", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED
 )
 def duplicate_campaign(
-    campaign_id: str, user: EditorUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText, user: EditorUser, session: SessionDep, clock: ClockDep
 ) -> CampaignPublic:
     return _public(actions.duplicate_campaign(session, user, campaign_id, clock.now()), user)
 
 
 @router.post("/{campaign_id}/archive", response_model=CampaignPublic)
 def archive_campaign(
-    campaign_id: str, user: EditorUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText, user: EditorUser, session: SessionDep, clock: ClockDep
 ) -> CampaignPublic:
     return _public(actions.archive_campaign(session, user, campaign_id, clock.now()), user)
 
 
 @router.post("/{campaign_id}/preview", response_model=CampaignPreview)
 def preview_campaign(
-    campaign_id: str, body: CampaignPreviewRequest, user: CurrentUser, session: SessionDep
+    campaign_id: StoredText, body: CampaignPreviewRequest, user: CurrentUser, session: SessionDep
 ) -> CampaignPreview:
     """Render the message for the profile in the body, as the user would get it."""
     return store.preview_campaign(store.get_campaign(session, user.account_id, campaign_id), body)
@@ -164,7 +172,7 @@ def preview_campaign(
 
 @router.get("/{campaign_id}/audit", response_model=list[AuditEntryPublic])
 def read_campaign_audit(
-    campaign_id: str, user: CurrentUser, session: SessionDep
+    campaign_id: StoredText, user: CurrentUser, session: SessionDep
 ) -> list[AuditEntryPublic]:
     campaign = store.get_campaign(session, user.account_id, campaign_id)
     return [audit_public(e) for e in list_audit(session, user.account_id, campaign.id)]
@@ -172,7 +180,7 @@ def read_campaign_audit(
 
 @router.post("/{campaign_id}/runs/start", response_model=CampaignPublic)
 def start_run(
-    campaign_id: str, user: AdminUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText, user: AdminUser, session: SessionDep, clock: ClockDep
 ) -> CampaignPublic:
     """Record that a run began; called by the worker that runs the campaign."""
     return _public(actions.start_run(session, user, campaign_id, clock.now()), user)
@@ -180,7 +188,11 @@ def start_run(
 
 @router.post("/{campaign_id}/runs/finish", response_model=CampaignPublic)
 def finish_run(
-    campaign_id: str, body: RunFinished, user: AdminUser, session: SessionDep, clock: ClockDep
+    campaign_id: StoredText,
+    body: RunFinished,
+    user: AdminUser,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> CampaignPublic:
     """Record that a run ended, with the time of the next run if there is one."""
     campaign = actions.finish_run(session, user, campaign_id, body.next_run_at, clock.now())

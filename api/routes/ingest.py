@@ -14,7 +14,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import ProducerDep, SettingsDep, WriteKey, read_json_body
 from api.ingestion import IngestOutcome, ingest
-from schemas.envelope import EventLimits
+from api.json_values import find_invalid_json_value, format_field
+from schemas.envelope import EventLimits, InvalidEvent
 from schemas.ingest import IngestResponse, RejectedEvent
 from schemas.segment import SEGMENT_TYPES, envelope_from_segment
 
@@ -26,23 +27,38 @@ async def create_batch(
     request: Request, settings: SettingsDep, producer: ProducerDep, _: WriteKey
 ) -> IngestResponse:
     """Store a batch of Segment messages of any type."""
-    body, _raw = await read_json_body(request, settings.ingest.max_batch_bytes)
-    messages = _batch_messages(body, settings.ingest.max_batch_events)
+    body = await read_json_body(request, settings.ingest.max_batch_bytes)
+    messages = _batch_messages(body.document, settings.ingest.max_batch_events)
     # A context that is not an object is ignored, as Segment's API does.
-    batch_context = body.get("context") if isinstance(body.get("context"), dict) else None
+    context = body.document.get("context")
+    batch_context = context if isinstance(context, dict) else None
+    context_error = _invalid_context(batch_context) if body.lenient else None
     limits = EventLimits.from_settings(settings.ingest)
     received_at = datetime.now(UTC)
+
+    def convert(_index: int, message: Any) -> dict[str, Any]:
+        if context_error is not None:
+            # The batch's context reaches every message, so every message is invalid.
+            raise InvalidEvent(context_error.field, context_error.reason)
+        return envelope_from_segment(message, received_at, limits, batch_context=batch_context)
+
     outcome = await ingest(
         producer,
         messages,
-        lambda _index, message: envelope_from_segment(
-            message, received_at, limits, batch_context=batch_context
-        ),
+        convert,
         source="segment",
         received_at=received_at,
         limits=limits,
+        check_json_values=body.lenient,
     )
     return _response(outcome)
+
+
+def _invalid_context(context: dict[str, Any] | None) -> InvalidEvent | None:
+    invalid = find_invalid_json_value(context)
+    if invalid is None:
+        return None
+    return InvalidEvent(format_field(("context", *invalid.path)), invalid.reason)
 
 
 def _batch_messages(body: Any, max_events: int) -> list[Any]:
@@ -63,18 +79,19 @@ def _batch_messages(body: Any, max_events: int) -> list[Any]:
 async def _create_single(
     kind: str, request: Request, settings: SettingsDep, producer: ProducerDep
 ) -> IngestResponse:
-    body, _raw = await read_json_body(request, settings.ingest.max_event_bytes)
+    body = await read_json_body(request, settings.ingest.max_event_bytes)
     limits = EventLimits.from_settings(settings.ingest)
     received_at = datetime.now(UTC)
     outcome = await ingest(
         producer,
-        [body],
+        [body.document],
         lambda _index, message: envelope_from_segment(
             message, received_at, limits, default_type=kind
         ),
         source="segment",
         received_at=received_at,
         limits=limits,
+        check_json_values=body.lenient,
     )
     if outcome.rejected:
         rejection = outcome.rejected[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.auth import ClockDep, CurrentUser, EditorUser, SessionDep
+from api.json_values import StrictJSONRoute
 from control import labels as label_store
 from control.views import label_public
 from schemas.label import (
@@ -14,8 +15,9 @@ from schemas.label import (
     LabelRejected,
     LabelRename,
 )
+from schemas.text import StoredText
 
-router = APIRouter(prefix="/labels", tags=["labels"])
+router = APIRouter(prefix="/labels", tags=["labels"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=list[LabelPublic])
@@ -37,12 +39,14 @@ def create_labels(
 
 @router.patch("/{label_id}", response_model=LabelPublic)
 def update_label(
-    label_id: str, body: LabelRename, user: EditorUser, session: SessionDep, clock: ClockDep
+    label_id: StoredText, body: LabelRename, user: EditorUser, session: SessionDep, clock: ClockDep
 ) -> LabelPublic:
     return label_public(label_store.rename_label(session, user, label_id, body.name, clock.now()))
 
 
 @router.delete("/{label_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_label(label_id: str, user: EditorUser, session: SessionDep, clock: ClockDep) -> None:
+def delete_label(
+    label_id: StoredText, user: EditorUser, session: SessionDep, clock: ClockDep
+) -> None:
     """Delete a label, or return 409 naming the campaigns that still carry it."""
     label_store.delete_label(session, user, label_id, clock.now())

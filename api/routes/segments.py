@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from api.auth import ClockDep, CurrentUser, EditorUser, SessionDep
 from api.deps import SettingsDep
+from api.json_values import StrictJSONRoute
 from control import segments as store
 from control.models import Segment
 from herald.config import HeraldSettings
@@ -21,10 +22,11 @@ from queries.segments import count_members, is_member, segment_members
 from schemas.campaign import MAX_SEGMENT_DEFINITION_BYTES
 from schemas.campaign_message import check_json_size
 from schemas.segment_rules import check_segment_definition, parse_segment_rule
+from schemas.text import StoredText
 
-router = APIRouter(prefix="/segments", tags=["segments"])
+router = APIRouter(prefix="/segments", tags=["segments"], route_class=StrictJSONRoute)
 
-SegmentName = Annotated[str, Field(min_length=1, max_length=200)]
+SegmentName = Annotated[StoredText, Field(min_length=1, max_length=200)]
 
 
 def _bounded(definition: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -77,13 +79,17 @@ def create_segment(
 
 
 @router.get("/{segment_id}", response_model=SegmentPublic)
-def read_segment(segment_id: str, user: CurrentUser, session: SessionDep) -> SegmentPublic:
+def read_segment(segment_id: StoredText, user: CurrentUser, session: SessionDep) -> SegmentPublic:
     return _public(store.get_segment(session, user.account_id, segment_id))
 
 
 @router.patch("/{segment_id}", response_model=SegmentPublic)
 def update_segment(
-    segment_id: str, body: SegmentUpdate, user: EditorUser, session: SessionDep, clock: ClockDep
+    segment_id: StoredText,
+    body: SegmentUpdate,
+    user: EditorUser,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> SegmentPublic:
     segment = store.update_segment(
         session, user, segment_id, body.name, body.definition, clock.now()
@@ -92,7 +98,9 @@ def update_segment(
 
 
 @router.delete("/{segment_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_segment(segment_id: str, user: EditorUser, session: SessionDep, clock: ClockDep) -> None:
+def delete_segment(
+    segment_id: StoredText, user: EditorUser, session: SessionDep, clock: ClockDep
+) -> None:
     """Delete a segment, or return 409 naming the campaigns that still target it."""
     store.delete_segment(session, user, segment_id, clock.now())
 
@@ -140,7 +148,11 @@ def estimate_segment(
 
 @router.get("/{segment_id}/size", response_model=SegmentSize)
 def read_segment_size(
-    segment_id: str, user: CurrentUser, session: SessionDep, clock: ClockDep, settings: SettingsDep
+    segment_id: StoredText,
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> SegmentSize:
     """Count the users the saved segment selects now."""
     segment = store.get_segment(session, user.account_id, segment_id)
@@ -153,7 +165,11 @@ def read_segment_size(
 
 @router.get("/{segment_id}/members", response_class=PlainTextResponse)
 def read_segment_members(
-    segment_id: str, user: CurrentUser, session: SessionDep, clock: ClockDep, settings: SettingsDep
+    segment_id: StoredText,
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> PlainTextResponse:
     """Export the saved segment's members now as CSV with one `user_id` column."""
     segment = store.get_segment(session, user.account_id, segment_id)
@@ -173,7 +189,7 @@ def read_segment_members(
 
 @router.get("/{segment_id}/members/{user_id}", response_model=SegmentMembership)
 def read_segment_membership(
-    segment_id: str,
+    segment_id: StoredText,
     user_id: str,
     user: CurrentUser,
     session: SessionDep,

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from api.deps import CleverTapAccountId, ProducerDep, SettingsDep, read_json_body
 from api.ingestion import ingest
+from api.json_values import find_invalid_json_value
 from schemas.clevertap import envelope_from_clevertap, upload_digest
 from schemas.envelope import EventLimits
 from schemas.ingest import UnprocessedRecord, UploadResponse
@@ -29,11 +30,11 @@ async def create_upload(
     dry_run: int = Query(default=0, alias="dryRun", ge=0, le=1),
 ) -> UploadResponse:
     """Store CleverTap event, profile and token records."""
-    body, raw = await read_json_body(request, settings.ingest.max_batch_bytes)
-    records = _records(body, settings.ingest.max_clevertap_records)
+    body = await read_json_body(request, settings.ingest.max_batch_bytes)
+    records = _records(body.document, settings.ingest.max_clevertap_records)
     limits = EventLimits.from_settings(settings.ingest)
     received_at = datetime.now(UTC)
-    digest = upload_digest(account_id.encode() + b"\0" + raw)
+    digest = upload_digest(account_id.encode() + b"\0" + body.raw)
     outcome = await ingest(
         producer,
         records,
@@ -42,10 +43,14 @@ async def create_upload(
         received_at=received_at,
         limits=limits,
         dry_run=bool(dry_run),
+        check_json_values=body.lenient,
     )
     unprocessed = [
         UnprocessedRecord(
-            index=item.index, field=item.field, error=item.reason, record=records[item.index]
+            index=item.index,
+            field=item.field,
+            error=item.reason,
+            record=_echoed_record(records[item.index], body.lenient),
         )
         for item in outcome.rejected
     ]
@@ -58,6 +63,14 @@ async def create_upload(
     return UploadResponse(
         status=state, processed=outcome.accepted, unprocessed=unprocessed, dry_run=bool(dry_run)
     )
+
+
+def _echoed_record(record: Any, lenient: bool) -> Any:
+    # A record with NaN or an unpaired surrogate cannot be written into the JSON response.
+    # Its index and error still identify it.
+    if lenient and find_invalid_json_value(record) is not None:
+        return None
+    return record
 
 
 def _records(body: Any, max_records: int) -> list[Any]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.auth import AdminUser, ClockDep, CurrentUser, SessionDep
+from api.json_values import StrictJSONRoute
 from control import accounts
 from control.models import Account, User
 from schemas.account import AccountPublic, AccountUpdate, TokenCreated, UserCreate, UserPublic
+from schemas.text import StoredText
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=StrictJSONRoute)
 
 
 def _account_public(account: Account) -> AccountPublic:
@@ -56,7 +58,7 @@ def create_user(
     "/users/{user_id}/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED
 )
 def create_token(
-    user_id: str, user: AdminUser, session: SessionDep, clock: ClockDep
+    user_id: StoredText, user: AdminUser, session: SessionDep, clock: ClockDep
 ) -> TokenCreated:
     owner, token = accounts.issue_token(session, user, user_id, clock.now())
     return TokenCreated(user=_user_public(owner), token=token)

@@ -108,6 +108,110 @@ def test_batch_lands_valid_and_reports_invalid(stack) -> None:  # type: ignore[n
     assert all(r["reason"] for r in dead)
 
 
+def _raw_track(user: str, event: str, message_id: str, raw_property: bytes) -> bytes:
+    """Encode a track event whose property `value` is the raw JSON text `raw_property`."""
+    encoded = orjson.dumps(_track(user, event, message_id, properties={"value": "RAW"}))
+    return encoded.replace(b'"RAW"', raw_property)
+
+
+def _wait_for_user_events(stack, user: str, count: int) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(240):
+        if stack.query("SELECT count(*) FROM events WHERE user_id = ?", [user])[0][0] >= count:
+            return
+        asyncio.run(asyncio.sleep(0.5))
+
+
+def test_batch_rejects_only_invalid_values(stack) -> None:  # type: ignore[no-untyped-def]
+    events = [
+        orjson.dumps(_track("values", "home", "values-1")),
+        _raw_track("values", "home", "values-2", b"NaN"),
+        _raw_track("values", "home", "values-3", b"1e400"),
+        _raw_track("values", "home", "values-4", b'"caf\\ud800"'),
+        # Parquet and DuckDB store NUL characters, so an event with them is valid.
+        orjson.dumps(_track("values", "cart\x00x", "values-5", properties={"value": "a\x00b"})),
+        _raw_track("values", "cart", "values-6", b"12.5"),
+    ]
+    body = b'{"batch": [' + b",".join(events) + b"]}"
+
+    response = stack.post("/v1/batch", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 3
+    rejected = response.json()["rejected"]
+    assert [(item["index"], item["field"]) for item in rejected] == [
+        (1, "properties.value"),
+        (2, "properties.value"),
+        (3, "properties.value"),
+    ]
+    assert rejected[0]["reason"] == "NaN is not a valid JSON number; send a finite number or null"
+    assert rejected[1]["reason"].startswith("Infinity is not a valid JSON number")
+    assert rejected[2]["reason"].startswith("contains the unpaired surrogate U+D800")
+    _wait_for_user_events(stack, "values", 3)
+    landed = stack.query(
+        "SELECT message_id, event, properties->>'value' FROM events "
+        "WHERE user_id = 'values' ORDER BY message_id"
+    )
+    assert landed == [
+        ("values-1", "home", None),
+        ("values-5", "cart\x00x", "a\x00b"),
+        ("values-6", "cart", "12.5"),
+    ]
+    dead: dict[str, str] = {}
+    for _ in range(10):
+        for record in _rejections(stack, 3):
+            payload = record["payload"]
+            # orjson cannot encode a surrogate, so that payload is kept as its text form.
+            text = payload if isinstance(payload, str) else str(payload.get("messageId"))
+            for message_id in ("values-2", "values-3", "values-4"):
+                if message_id in text:
+                    dead[message_id] = str(record["field"])
+        if len(dead) == 3:
+            break
+    assert dead == {
+        "values-2": "properties.value",
+        "values-3": "properties.value",
+        "values-4": "properties.value",
+    }
+
+
+def test_single_event_invalid_value_names_field(stack) -> None:  # type: ignore[no-untyped-def]
+    body = b'{"userId": "values-single", "event": "home", "properties": {"a": [1, -Infinity]}}'
+
+    response = stack.post("/v1/track", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == {
+        "field": "properties.a[1]",
+        "reason": "-Infinity is not a valid JSON number, and numbers beyond ±1.8e308 read as "
+        "-Infinity; send a finite number or null",
+    }
+
+
+def test_clevertap_record_with_nan(stack) -> None:  # type: ignore[no-untyped-def]
+    headers = {
+        "X-CleverTap-Account-Id": CLEVERTAP_ACCOUNT,
+        "X-CleverTap-Passcode": CLEVERTAP_PASSCODE,
+        "content-type": "application/json",
+    }
+    body = (
+        b'{"d": [{"identity": "ct-nan", "ts": 1710325274, "type": "event", "evtName": "Charged",'
+        b' "evtData": {"Amount": NaN}},'
+        b' {"identity": "ct-nan", "ts": 1710325274, "type": "event", "evtName": "home"}]}'
+    )
+
+    response = stack.post("/1/upload", content=body, headers=headers, auth=None)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "partial"
+    assert response.json()["processed"] == 1
+    [unprocessed] = response.json()["unprocessed"]
+    assert (unprocessed["index"], unprocessed["field"]) == (0, "evtData.Amount")
+    assert unprocessed["error"] == "NaN is not a valid JSON number; send a finite number or null"
+    assert unprocessed["record"] is None
+    _wait_for_user_events(stack, "ct-nan", 1)
+    assert stack.query("SELECT event FROM events WHERE user_id = 'ct-nan'") == [("home",)]
+
+
 def test_same_batch_twice_lands_once(stack) -> None:  # type: ignore[no-untyped-def]
     batch = [_track("twice", "home", f"twice-{i}") for i in range(5)]
     first = stack.post("/v1/batch", {"batch": batch})
