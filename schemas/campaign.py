@@ -334,7 +334,7 @@ class ConversionGoal(_Contract):
 
 
 class CampaignLimits(_Contract):
-    """Caps on sends; a triggered campaign completes when it reaches `overall`."""
+    """Caps on sends of the campaign: per run, per day of the account's calendar, and overall."""
 
     per_run: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     per_day: int | None = Field(default=None, ge=1, le=MAX_COUNT)

@@ -1,8 +1,8 @@
 """Campaign limits: sends per run, per day of the account's calendar, and overall.
 
 A message over a limit is skipped. Each events partition applies its share of a limit,
-see `domain.delivery.share`. Reaching `overall` ends a triggered campaign, which
-the stream does by completing it when `overall_limit_reached` turns true.
+see `domain.delivery.share`. Past `overall`, every message of the campaign is skipped.
+NOTE: a triggered campaign stays `running` after its overall limit; nothing completes it.
 """
 
 from __future__ import annotations

@@ -40,7 +40,10 @@ HISTORY_HORIZON_S = 32 * 86_400
 MAX_KEPT_SENDS = 1000
 MAX_KEPT_RUNS = 8
 BUCKET_S = 300
-_KEPT_PERIODS = 2
+# The throttle's counts reach back 32 buckets (2 h 40 min): the engine still decides an
+# event that arrives up to 2 hours behind its partition's latest one.
+_KEPT_BUCKETS = 32
+_KEPT_DAYS = 2
 
 
 class CampaignSends(TypedDict):
@@ -140,8 +143,8 @@ def record_campaign_send(
 ) -> CampaignCounters:
     """Return `counters` with one more send at `at`, in run `run_id` if it has runs.
 
-    Only the latest two buckets and the latest two days are kept: the current one, and
-    the one before for a send decided just before the boundary and recorded after it.
+    Only the latest `_KEPT_BUCKETS` buckets and the latest two days are kept: the current
+    ones, and those before for a send decided late, such as one of a late event.
     Runs keep the latest `MAX_KEPT_RUNS` ids in the order they first appeared.
     """
     bucket = str(epoch_seconds(at) // BUCKET_S)
@@ -150,8 +153,8 @@ def record_campaign_send(
     if run_id is not None:
         runs = _latest_keys({**runs, run_id: runs.get(run_id, 0) + 1}, MAX_KEPT_RUNS)
     return {
-        "buckets": _latest_counts(counters["buckets"], bucket, int),
-        "days": _latest_counts(counters["days"], day, str),
+        "buckets": _latest_counts(counters["buckets"], bucket, int, _KEPT_BUCKETS),
+        "days": _latest_counts(counters["days"], day, str, _KEPT_DAYS),
         "runs": runs,
         "overall": counters["overall"] + 1,
     }
@@ -168,12 +171,12 @@ def _newer_than(times: list[int], oldest_s: int) -> list[int]:
 
 
 def _latest_counts(
-    counts: dict[str, int], added: str, sort_key: Callable[[str], int | str]
+    counts: dict[str, int], added: str, sort_key: Callable[[str], int | str], kept: int
 ) -> dict[str, int]:
     updated = {**counts, added: counts.get(added, 0) + 1}
-    if len(updated) <= _KEPT_PERIODS:
+    if len(updated) <= kept:
         return updated
-    latest = sorted(updated, key=sort_key)[-_KEPT_PERIODS:]
+    latest = sorted(updated, key=sort_key)[-kept:]
     return {key: updated[key] for key in latest}
 
 

@@ -215,15 +215,10 @@ class PartitionEngine:
         deferred past it, stay pending.
         """
         effects = Effects()
-        waiting = [
-            key
-            for key, state in self.users.items()
-            if state["triggers"]["pending"] or state["deferred"]
-        ]
         self._due.clear()
-        now_us = moment_us(now)
-        for key in sorted(waiting):
-            self._fire_due(key, now_us, campaigns, now, effects)
+        for key, state in self.users.items():
+            self._schedule(key, state)
+        self._decide_due(moment_us(now), campaigns, now, effects)
         return effects
 
     def run(self, request: dict[str, Any], campaigns: CampaignSet, now: datetime) -> Effects:
@@ -356,37 +351,48 @@ class PartitionEngine:
     ) -> None:
         self.watermark_us = watermark_us
         effects.meta_changed = True
-        while self._due and self._due[0][0] <= watermark_us:
-            _, key = heapq.heappop(self._due)
-            self._fire_due(key, watermark_us, campaigns, now, effects)
+        self._decide_due(watermark_us, campaigns, now, effects)
+
+    def _decide_due(
+        self, until_us: int, campaigns: CampaignSet, now: datetime, effects: Effects
+    ) -> None:
+        # Sends are decided in time order across users, so that throttle and limit counts
+        # grow in time order. A later send decided first could push an earlier bucket's
+        # count out of the counters, and that bucket would then take one send too many.
+        while self._due and self._due[0][0] <= until_us:
+            at_us, key = heapq.heappop(self._due)
+            self._fire_due(key, at_us, campaigns, now, effects)
 
     def _fire_due(
-        self, key: str, watermark_us: int, campaigns: CampaignSet, now: datetime, effects: Effects
+        self, key: str, at_us: int, campaigns: CampaignSet, now: datetime, effects: Effects
     ) -> None:
+        """Decide a user's pending sends that are due at `at_us`, the time of their entry."""
         state = self.users.get(key)
         if state is None:
             return
         trigger_state = TriggerState.over(state["triggers"])
         due = [
             (fire.fire_at_us, fire.campaign_id, fire.trigger_id, None)
-            for fire in due_fires(trigger_state, key, watermark_us, campaigns.inaction_ids)
+            for fire in due_fires(trigger_state, key, at_us, campaigns.inaction_ids)
         ]
         deferred = state["deferred"]
         due += [
             (item[2], item[0], item[1], item[3] if len(item) > 3 else None)
             for item in deferred
-            if item[2] <= watermark_us
+            if item[2] <= at_us
         ]
         if not due:
-            # Nothing can be due before the watermark moves again.
-            self._schedule(key, state, watermark_us + 1)
+            # Popped early or stale: the user's next item has an entry of its own.
+            self._schedule(key, state, at_us + 1)
             return
         state["triggers"] = trigger_state.to_json()
-        state["deferred"] = [item for item in deferred if item[2] > watermark_us]
+        state["deferred"] = [item for item in deferred if item[2] > at_us]
         effects.changed.add(key)
-        for at_us, campaign_id, occasion, run_id in sorted(due, key=lambda item: item[:3]):
-            self._decide(key, state, campaign_id, occasion, at_us, campaigns, now, effects, run_id)
-        self._schedule(key, state, watermark_us + 1)
+        for item_us, campaign_id, occasion, run_id in sorted(due, key=lambda item: item[:3]):
+            self._decide(
+                key, state, campaign_id, occasion, item_us, campaigns, now, effects, run_id
+            )
+        self._schedule(key, state, at_us + 1)
 
     def _schedule(self, key: str, state: dict[str, Any], not_before_us: int = 0) -> None:
         # The earliest time is enough: an entry popped too early, or stale, only costs a

@@ -66,19 +66,25 @@ def test_history_keeps_latest_sends_only() -> None:
     assert history["campaigns"]["campaign-1"]["total"] == MAX_KEPT_SENDS + 5
 
 
-def test_counters_keep_two_buckets_and_days() -> None:
+def test_counters_keep_latest_buckets() -> None:
+    counters = new_campaign_counters()
+    sends = [AT + timedelta(minutes=10 * step) for step in range(40)]
+    for at in sends:
+        counters = record_campaign_send(counters, at, None, NEW_YORK)
+
+    # One send every two buckets: the latest 32 buckets with a send reach back 62 buckets.
+    assert counters["buckets"] == {str(epoch_seconds(at) // 300): 1 for at in sends[-32:]}
+    assert counters["overall"] == 40
+    assert json.loads(json.dumps(counters)) == counters
+
+
+def test_counters_keep_two_days() -> None:
     counters = new_campaign_counters()
     for hours in range(0, 72, 6):
         counters = record_campaign_send(counters, AT + timedelta(hours=hours), None, NEW_YORK)
 
-    last = AT + timedelta(hours=66)
-    assert counters["buckets"] == {
-        str(epoch_seconds(last - timedelta(hours=6)) // 300): 1,
-        str(epoch_seconds(last) // 300): 1,
-    }
     assert counters["days"] == {"2026-03-04": 4, "2026-03-05": 1}
     assert counters["overall"] == 12
-    assert json.loads(json.dumps(counters)) == counters
 
 
 def test_counters_keep_latest_runs() -> None:

@@ -503,3 +503,50 @@ def test_partitions_together_keep_the_throttle() -> None:
         item for engine in engines for state in engine.users.values() for item in state["deferred"]
     ]
     assert len(deferred) == 94
+
+
+def test_throttled_sends_never_share_a_bucket() -> None:
+    campaigns = _campaigns(
+        payment=_campaign(
+            {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
+        )
+    )
+    rules = EngineRules(partitions=4)
+    sends = []
+    for partition in range(4):
+        engine = PartitionEngine(partition, rules)
+        users = [f"user-{n}" for n in range(partition, 24, 4)]
+        envelopes = [_identify(user, T0) for user in users]
+        envelopes += [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in users]
+        sends += engine.process(envelopes, campaigns, NOW).sends
+        # A quiet partition's watermark jumps to the wall clock: every held send is due.
+        sends += engine.advance(_us(T0 + timedelta(hours=3)), campaigns, NOW).sends
+
+    buckets = Counter(_us(datetime.fromisoformat(s["send_at"])) // 300_000_000 for s in sends)
+    assert len(sends) == 24
+    assert max(buckets.values()) == 1
+
+
+def test_late_event_meets_its_buckets_throttle() -> None:
+    campaigns = _campaigns(
+        payment=_campaign(
+            {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
+        )
+    )
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n}" for n in range(7)]
+    envelopes = [_identify(user, T0) for user in users]
+    envelopes += [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in users[:6]]
+    effects = [engine.process(envelopes, campaigns, NOW)]
+    # The five held sends go out one per bucket, in the five buckets after the first.
+    effects.append(engine.advance(_us(T0 + timedelta(hours=1)), campaigns, NOW))
+    # An event from the first bucket that arrives an hour late, within the allowed lateness.
+    late = _event(users[6], "payment_error", T0 + timedelta(seconds=2))
+    effects.append(engine.process([late], campaigns, NOW))
+
+    buckets = Counter(
+        _us(datetime.fromisoformat(s["send_at"])) // 300_000_000 for e in effects for s in e.sends
+    )
+    assert sum(buckets.values()) == 6
+    assert max(buckets.values()) == 1
+    assert engine.users[users[6]]["deferred"] != []
