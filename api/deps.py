@@ -119,12 +119,27 @@ async def read_json_body(request: Request, max_bytes: int) -> JsonBody:
     # float('nan') property. The body is decoded as UTF-8 first, because `json.loads` of
     # bytes also accepts UTF-16 and UTF-32.
     try:
-        document = json.loads(body.decode("utf-8"), parse_int=_integer_as_orjson_reads_it)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"request body is not valid UTF-8: {_bad_bytes(error)}",
+        ) from None
+    try:
+        document = json.loads(text, parse_int=_integer_as_orjson_reads_it)
     except (ValueError, RecursionError):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid JSON: {strict_error}"
         ) from None
     return JsonBody(document, body, lenient=True)
+
+
+def _bad_bytes(error: UnicodeDecodeError) -> str:
+    """Describe where a body stops being UTF-8, for an error message."""
+    return (
+        f"byte 0x{error.object[error.start]:02x} at offset {error.start} ({error.reason}); "
+        "send the body encoded as UTF-8"
+    )
 
 
 def _integer_as_orjson_reads_it(text: str) -> int | float:

@@ -148,6 +148,21 @@ async def _check_json_body(request: Request) -> None:
         # Starlette keeps the parsed body on the request, so FastAPI does not parse it again.
         document = await request.json()
     except ValueError:
+        body = await request.body()
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            # FastAPI would respond only with "There was an error parsing the body".
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body",),
+                        "msg": f"body is not valid UTF-8: byte 0x{body[error.start]:02x} at "
+                        f"offset {error.start} ({error.reason}); send the body encoded as UTF-8",
+                    }
+                ]
+            ) from None
         return
     except RecursionError:
         # FastAPI would respond only with "There was an error parsing the body".

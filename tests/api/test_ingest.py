@@ -238,6 +238,16 @@ def test_single_event_errors(stack) -> None:  # type: ignore[no-untyped-def]
     assert bad_json.status_code == 400
     assert bad_json.json()["detail"].startswith("request body is not valid JSON")
 
+    not_utf8 = stack.post(
+        "/v1/track",
+        content=b'{"userId": "x", "event": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert not_utf8.status_code == 400
+    assert not_utf8.json()["detail"].startswith(
+        "request body is not valid UTF-8: byte 0xff at offset 26 (invalid start byte)"
+    )
+
     no_identity = stack.post("/v1/track", {"event": "home", "timestamp": NOW})
     assert no_identity.status_code == 400
     assert no_identity.json()["detail"] == {

@@ -72,6 +72,17 @@ def test_integer_beyond_64_bits_rejected(control_api: ControlApi) -> None:
     assert control_api.get("/segments", control_api.admin).json() == []
 
 
+def test_body_not_utf8_rejected(control_api: ControlApi) -> None:
+    body = _raw_body({"name": "Regulars", "definition": {"type": SLOT}}, b'"\xff\xfe"')
+
+    error = _only_error(_post_raw(control_api, "/segments", body))
+
+    offset = body.index(b"\xff")
+    assert error["loc"] == ["body"]
+    assert error["msg"].startswith(f"body is not valid UTF-8: byte 0xff at offset {offset} ")
+    assert control_api.get("/segments", control_api.admin).json() == []
+
+
 def test_surrogate_in_value_rejected(control_api: ControlApi) -> None:
     body = _raw_body(push_campaign(name=SLOT), b'"Sale \\ud800"')
 
