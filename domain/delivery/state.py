@@ -174,10 +174,12 @@ def _latest_counts(
     counts: dict[str, int], added: str, sort_key: Callable[[str], int | str], kept: int
 ) -> dict[str, int]:
     updated = {**counts, added: counts.get(added, 0) + 1}
-    if len(updated) <= kept:
-        return updated
-    latest = sorted(updated, key=sort_key)[-kept:]
-    return {key: updated[key] for key in latest}
+    if len(updated) > kept:
+        # One key more than kept: drop the oldest. Keys of one length (buckets until 2065,
+        # ISO days) compare as text in time order, which spares a conversion per key.
+        same_length = len({*map(len, updated)}) == 1
+        del updated[min(updated) if same_length else min(updated, key=sort_key)]
+    return updated
 
 
 def _latest_keys(counts: dict[str, int], kept: int) -> dict[str, int]:

@@ -95,3 +95,15 @@ def test_counters_keep_latest_runs() -> None:
 
     assert list(counters["runs"]) == [f"run-{run}" for run in range(3, MAX_KEPT_RUNS + 3)]
     assert counters["runs"][f"run-{MAX_KEPT_RUNS + 2}"] == 2
+
+
+def test_counters_keep_latest_buckets_across_a_digit() -> None:
+    # Bucket 1,000,000 starts in 1979; its key has one digit more than the one before.
+    first = datetime.fromtimestamp(999_990 * 300, UTC)
+    counters = new_campaign_counters()
+    for step in range(40):
+        counters = record_campaign_send(
+            counters, first + timedelta(minutes=5 * step), None, ZoneInfo("UTC")
+        )
+
+    assert sorted(counters["buckets"], key=int) == [str(999_998 + n) for n in range(32)]
