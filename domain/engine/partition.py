@@ -173,8 +173,11 @@ class PartitionEngine:
         meta = meta or {}
         self.watermark_us: int | None = meta.get("watermark_us")
         self.counters: dict[str, Any] = meta.get("counters", {})
-        # (due µs, user key); entries may be stale, a user's due items are read from state.
+        # (due µs, user key), and per user the time of its one live entry: an entry whose
+        # time is not its user's in `_armed` is stale and skipped. A user's due items are
+        # read from state.
         self._due: list[tuple[int, str]] = []
+        self._armed: dict[str, int] = {}
         self._accounts: dict[str, AccountRules] = {}
         self._now: datetime | None = None
         self._campaigns: CampaignSet | None = None
@@ -216,6 +219,7 @@ class PartitionEngine:
         """
         effects = Effects()
         self._due.clear()
+        self._armed.clear()
         for key, state in self.users.items():
             self._schedule(key, state)
         self._decide_due(moment_us(now), campaigns, now, effects)
@@ -256,7 +260,7 @@ class PartitionEngine:
             at_us = moment_us(at)
             if at_us > run_at_us:
                 state["deferred"].append([campaign.campaign_id, run_id, at_us, run_id])
-                heapq.heappush(self._due, (at_us, key))
+                self._arm(key, at_us)
                 effects.changed.add(key)
                 continue
             self._decide(
@@ -332,7 +336,7 @@ class PartitionEngine:
                 if trigger_id == message_id:
                     # A window is due only once the watermark is past its end.
                     closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
-                    heapq.heappush(self._due, (closes_us, key))
+                    self._arm(key, closes_us)
 
         for fire in fires:
             self._decide(
@@ -359,8 +363,12 @@ class PartitionEngine:
         # Sends are decided in time order across users, so that throttle and limit counts
         # grow in time order. A later send decided first could push an earlier bucket's
         # count out of the counters, and that bucket would then take one send too many.
+        armed = self._armed
         while self._due and self._due[0][0] <= until_us:
             at_us, key = heapq.heappop(self._due)
+            if armed.get(key) != at_us:
+                continue
+            del armed[key]
             self._fire_due(key, at_us, campaigns, now, effects)
 
     def _fire_due(
@@ -382,7 +390,7 @@ class PartitionEngine:
             if item[2] <= at_us
         ]
         if not due:
-            # Popped early or stale: the user's next item has an entry of its own.
+            # Popped early, or its item was cancelled: the user's next item is armed again.
             self._schedule(key, state, at_us + 1)
             return
         state["triggers"] = trigger_state.to_json()
@@ -400,7 +408,14 @@ class PartitionEngine:
         times = [item[2] for item in state["triggers"]["pending"]]
         times += [item[2] for item in state["deferred"]]
         if times:
-            heapq.heappush(self._due, (max(min(times), not_before_us), key))
+            self._arm(key, max(min(times), not_before_us))
+
+    def _arm(self, key: str, at_us: int) -> None:
+        """Make sure the user's entry in the heap is due no later than `at_us`."""
+        armed = self._armed.get(key)
+        if armed is None or at_us < armed:
+            self._armed[key] = at_us
+            heapq.heappush(self._due, (at_us, key))
 
     # Decision --------------------------------------------------------------------------
 
@@ -467,7 +482,7 @@ class PartitionEngine:
             assert decision.send_at is not None, "a deferral carries its time"
             send_at_us = moment_us(decision.send_at)
             state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
-            heapq.heappush(self._due, (send_at_us, key))
+            self._arm(key, send_at_us)
             return
         _remember(ledger, send_id, at_us // 1_000_000)
         if decision.outcome is DeliveryOutcome.SKIP:
