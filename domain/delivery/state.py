@@ -24,6 +24,7 @@ from domain.delivery.clock import epoch_seconds
 __all__ = [
     "BUCKET_S",
     "HISTORY_HORIZON_S",
+    "MAX_KEPT_BUCKETS",
     "MAX_KEPT_RUNS",
     "MAX_KEPT_SENDS",
     "CampaignCounters",
@@ -31,6 +32,7 @@ __all__ = [
     "UserSendHistory",
     "new_campaign_counters",
     "new_user_history",
+    "prune_campaign_buckets",
     "prune_user_history",
     "record_campaign_send",
     "record_user_send",
@@ -40,9 +42,11 @@ HISTORY_HORIZON_S = 32 * 86_400
 MAX_KEPT_SENDS = 1000
 MAX_KEPT_RUNS = 8
 BUCKET_S = 300
-# The throttle's counts reach back 32 buckets (2 h 40 min): the engine still decides an
-# event that arrives up to 2 hours behind its partition's latest one.
-_KEPT_BUCKETS = 32
+# The engine drops a throttle bucket's count once its partition's event time has passed
+# the bucket by more than the lateness it accepts (`prune_campaign_buckets`). This bound
+# only keeps a partition's record small when sends are held far ahead, such as at the
+# end of a replay: 512 buckets are 42 hours.
+MAX_KEPT_BUCKETS = 512
 _KEPT_DAYS = 2
 
 
@@ -143,8 +147,7 @@ def record_campaign_send(
 ) -> CampaignCounters:
     """Return `counters` with one more send at `at`, in run `run_id` if it has runs.
 
-    Only the latest `_KEPT_BUCKETS` buckets and the latest two days are kept: the current
-    ones, and those before for a send decided late, such as one of a late event.
+    At most the latest `MAX_KEPT_BUCKETS` buckets and the latest two days are kept.
     Runs keep the latest `MAX_KEPT_RUNS` ids in the order they first appeared.
     """
     bucket = str(epoch_seconds(at) // BUCKET_S)
@@ -153,11 +156,20 @@ def record_campaign_send(
     if run_id is not None:
         runs = _latest_keys({**runs, run_id: runs.get(run_id, 0) + 1}, MAX_KEPT_RUNS)
     return {
-        "buckets": _latest_counts(counters["buckets"], bucket, int, _KEPT_BUCKETS),
+        "buckets": _latest_counts(counters["buckets"], bucket, int, MAX_KEPT_BUCKETS),
         "days": _latest_counts(counters["days"], day, str, _KEPT_DAYS),
         "runs": runs,
         "overall": counters["overall"] + 1,
     }
+
+
+def prune_campaign_buckets(counters: CampaignCounters, oldest_bucket: int) -> CampaignCounters:
+    """Return `counters` without the throttle counts of buckets before `oldest_bucket`."""
+    buckets = counters["buckets"]
+    kept = {key: count for key, count in buckets.items() if int(key) >= oldest_bucket}
+    if len(kept) == len(buckets):
+        return counters
+    return {**counters, "buckets": kept}
 
 
 def _with_time(times: list[int], at_s: int, oldest_s: int) -> list[int]:

@@ -63,7 +63,7 @@ from domain.delivery import (
 from domain.delivery.channels import CONTACT_TRAITS
 from domain.delivery.clock import local_instant, resolve_zone
 from domain.delivery.share import Share
-from domain.delivery.state import HISTORY_HORIZON_S
+from domain.delivery.state import BUCKET_S, HISTORY_HORIZON_S, prune_campaign_buckets
 from domain.engine.campaigns import CampaignSet, LiveCampaign, StoppedCampaign
 from domain.errors import InvalidValue
 from domain.profiles import apply_traits
@@ -96,6 +96,7 @@ SENT_EVENT = "Notification Sent"
 NOT_SENT_EVENT = "Notification Not Sent"
 _MAX_LEDGER = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BUCKET_US = BUCKET_S * 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ class PartitionEngine:
         # read from state.
         self._due: list[tuple[int, str]] = []
         self._armed: dict[str, int] = {}
+        self._pruned_bucket = 0
         self._accounts: dict[str, AccountRules] = {}
         self._now: datetime | None = None
         self._campaigns: CampaignSet | None = None
@@ -356,6 +358,12 @@ class PartitionEngine:
         self.watermark_us = watermark_us
         effects.meta_changed = True
         self._decide_due(watermark_us, campaigns, now, effects)
+        oldest_bucket = (watermark_us - self.rules.max_lateness_us) // _BUCKET_US - 1
+        if oldest_bucket > self._pruned_bucket:
+            # No decision reaches further back than the lateness that events are allowed.
+            self._pruned_bucket = oldest_bucket
+            for campaign_id, counters in self.counters.items():
+                self.counters[campaign_id] = prune_campaign_buckets(counters, oldest_bucket)
 
     def _decide_due(
         self, until_us: int, campaigns: CampaignSet, now: datetime, effects: Effects

@@ -12,7 +12,13 @@ from domain.delivery import (
     record_user_send,
 )
 from domain.delivery.clock import epoch_seconds
-from domain.delivery.state import HISTORY_HORIZON_S, MAX_KEPT_RUNS, MAX_KEPT_SENDS
+from domain.delivery.state import (
+    HISTORY_HORIZON_S,
+    MAX_KEPT_BUCKETS,
+    MAX_KEPT_RUNS,
+    MAX_KEPT_SENDS,
+    prune_campaign_buckets,
+)
 
 AT = datetime(2026, 3, 2, 15, tzinfo=UTC)
 NEW_YORK = ZoneInfo("America/New_York")
@@ -68,14 +74,27 @@ def test_history_keeps_latest_sends_only() -> None:
 
 def test_counters_keep_latest_buckets() -> None:
     counters = new_campaign_counters()
-    sends = [AT + timedelta(minutes=10 * step) for step in range(40)]
+    sends = [AT + timedelta(minutes=10 * step) for step in range(MAX_KEPT_BUCKETS + 8)]
     for at in sends:
         counters = record_campaign_send(counters, at, None, NEW_YORK)
 
-    # One send every two buckets: the latest 32 buckets with a send reach back 62 buckets.
-    assert counters["buckets"] == {str(epoch_seconds(at) // 300): 1 for at in sends[-32:]}
-    assert counters["overall"] == 40
+    kept = sends[-MAX_KEPT_BUCKETS:]
+    assert counters["buckets"] == {str(epoch_seconds(at) // 300): 1 for at in kept}
+    assert counters["overall"] == MAX_KEPT_BUCKETS + 8
     assert json.loads(json.dumps(counters)) == counters
+
+
+def test_pruned_counters_keep_later_buckets() -> None:
+    counters = new_campaign_counters()
+    for step in range(10):
+        counters = record_campaign_send(counters, AT + timedelta(minutes=5 * step), None, NEW_YORK)
+    first = epoch_seconds(AT) // 300
+
+    pruned = prune_campaign_buckets(counters, first + 7)
+
+    assert sorted(pruned["buckets"], key=int) == [str(first + n) for n in (7, 8, 9)]
+    assert pruned["overall"] == 10
+    assert prune_campaign_buckets(pruned, first) is pruned
 
 
 def test_counters_keep_two_days() -> None:
@@ -99,11 +118,13 @@ def test_counters_keep_latest_runs() -> None:
 
 def test_counters_keep_latest_buckets_across_a_digit() -> None:
     # Bucket 1,000,000 starts in 1979; its key has one digit more than the one before.
-    first = datetime.fromtimestamp(999_990 * 300, UTC)
+    first = datetime.fromtimestamp((1_000_000 - MAX_KEPT_BUCKETS - 2) * 300, UTC)
     counters = new_campaign_counters()
-    for step in range(40):
+    for step in range(MAX_KEPT_BUCKETS + 8):
         counters = record_campaign_send(
             counters, first + timedelta(minutes=5 * step), None, ZoneInfo("UTC")
         )
 
-    assert sorted(counters["buckets"], key=int) == [str(999_998 + n) for n in range(32)]
+    oldest = 1_000_000 - MAX_KEPT_BUCKETS - 2 + 8
+    expected = [str(oldest + n) for n in range(MAX_KEPT_BUCKETS)]
+    assert sorted(counters["buckets"], key=int) == expected

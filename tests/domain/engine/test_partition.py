@@ -550,3 +550,30 @@ def test_late_event_meets_its_buckets_throttle() -> None:
     assert sum(buckets.values()) == 6
     assert max(buckets.values()) == 1
     assert engine.users[users[6]]["deferred"] != []
+
+
+def test_flushed_sends_keep_their_buckets_throttled() -> None:
+    campaigns = _campaigns(
+        payment=_campaign(
+            {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
+        )
+    )
+    engine = PartitionEngine(0, EngineRules())
+    first = [f"first-{n}" for n in range(40)]
+    then = [f"then-{n}" for n in range(20)]
+    envelopes = [_identify(user, T0) for user in first + then]
+    envelopes += [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in first]
+    effects = [engine.process(envelopes, campaigns, NOW)]
+    # The end of a replay: the 39 held sends go out one per bucket, far past the watermark.
+    effects.append(engine.flush(campaigns, NOW))
+    later = T0 + timedelta(minutes=10)
+    effects.append(
+        engine.process([_event(user, "payment_error", later) for user in then], campaigns, NOW)
+    )
+    effects.append(engine.flush(campaigns, NOW))
+
+    buckets = Counter(
+        _us(datetime.fromisoformat(s["send_at"])) // 300_000_000 for e in effects for s in e.sends
+    )
+    assert sum(buckets.values()) == 60
+    assert max(buckets.values()) == 1
