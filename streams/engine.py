@@ -440,8 +440,12 @@ class StreamEngine(ConsumerRebalanceListener):
         wall_us = int(now.timestamp() * 1_000_000)
         if wall_us - engine.watermark_us <= self._rules.max_lateness_us:
             # Live traffic: the quiet partition's event time is the wall clock. A watermark
-            # far behind it belongs to a replay of history, which only walks on.
-            target_us = max(target_us, wall_us)
+            # ahead of it, moved by an event whose clock runs ahead, waits for the clock
+            # rather than walk on ahead of it. A watermark far behind the clock belongs to
+            # a replay of history, which only walks on.
+            target_us = wall_us
+        if target_us <= engine.watermark_us:
+            return None
         return engine.advance(target_us, campaigns, now)
 
     def _current_campaigns(self) -> CampaignSet:

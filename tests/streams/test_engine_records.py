@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -163,3 +163,27 @@ def test_engine_passes_over_records_of_engine_origin(unique_topics) -> None:  # 
 
     assert engine.stats.events == 1
     assert engine.stats.sends == 1
+
+
+def test_idle_watermark_waits_for_the_clock(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = _settings(kafka)
+    engine_settings = settings.engine.model_copy(update={"idle_watermark_s": 0.1})
+    settings = settings.model_copy(update={"engine": engine_settings})
+    now = datetime.now(UTC)
+    # A device whose clock runs 100 s ahead, within what the engine accepts.
+    ahead = {**_event("ada"), "timestamp": format_timestamp(now + timedelta(seconds=100))}
+    ahead_us = int((now + timedelta(seconds=100)).timestamp() * 1_000_000)
+    started = time.monotonic()
+
+    async def idle_for_a_while(engine: StreamEngine) -> bool:
+        if not getattr(engine, "_written", False):
+            await _write(kafka, [ahead], [])
+            engine._written = True  # type: ignore[attr-defined]
+        return engine.stats.events >= 1 and time.monotonic() - started > 4
+
+    engine = _run_engine(settings, idle_for_a_while)
+
+    watermark_us = engine._partitions[0].watermark_us
+    assert watermark_us is not None
+    assert abs(watermark_us - ahead_us) < 1_000
