@@ -36,6 +36,8 @@ def throttled_until(
     if counters["buckets"].get(str(bucket), 0) < share.of(throttle.max_per_5_minutes, bucket):
         return None
     # A bucket with a share of nothing is skipped; one of the next `count` buckets has one.
+    # NOTE: every held send comes back at the next bucket and is decided again, so N sends
+    # held by one throttle cost about N * N / 2 decisions in all.
     later = bucket + 1
     while share.of(throttle.max_per_5_minutes, later) == 0:
         later += 1
