@@ -313,7 +313,7 @@ def _run(
     rules = engine_rules(settings)
     pure = measure_pure_engine(records, kafka.partitions, rules, catalog.live_campaigns(), _PURE)
     event_count = len(pairs)
-    kept = pairs if profile is not None else None
+    profiled_pairs = pairs if profile is not None else None
     # A worker starts with only its restored state in memory. The engine collects garbage
     # when it gets its partitions, which would otherwise walk these inputs too.
     del messages, pairs, records
@@ -323,8 +323,8 @@ def _run(
             engine_settings(settings, kafka, prefix), catalog, event_count, _OVER_KAFKA
         )
     )
-    if kept is not None and profile is not None:
-        _profile(settings, kafka, catalog, kept, workload.batch_size, prefix, profile)
+    if profiled_pairs is not None and profile is not None:
+        _profile(settings, kafka, catalog, profiled_pairs, workload.batch_size, prefix, profile)
     return _Results(mix, baseline, [pure, stream])
 
 

@@ -166,10 +166,10 @@ def record_campaign_send(
 def prune_campaign_buckets(counters: CampaignCounters, oldest_bucket: int) -> CampaignCounters:
     """Return `counters` without the throttle counts of buckets before `oldest_bucket`."""
     buckets = counters["buckets"]
-    kept = {key: count for key, count in buckets.items() if int(key) >= oldest_bucket}
-    if len(kept) == len(buckets):
+    recent = {key: count for key, count in buckets.items() if int(key) >= oldest_bucket}
+    if len(recent) == len(buckets):
         return counters
-    return {**counters, "buckets": kept}
+    return {**counters, "buckets": recent}
 
 
 def _with_time(times: list[int], at_s: int, oldest_s: int) -> list[int]:

@@ -18,19 +18,11 @@ from schemas.envelope import format_timestamp
 from schemas.wire import decode_events
 from streams.catalog import CampaignCatalog
 from streams.engine import ENGINE_ORIGIN, ORIGIN_HEADER, StreamEngine
+from tests.support.engine import engine_settings
 
 pytestmark = pytest.mark.kafka
 
 TRIGGER = "Coupon Claimed"
-
-
-def _settings(kafka: KafkaSettings) -> HeraldSettings:
-    settings = HeraldSettings()
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    engine = settings.engine.model_copy(
-        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
-    )
-    return settings.model_copy(update={"kafka": kafka, "engine": engine})
 
 
 def _catalog() -> CampaignCatalog:
@@ -129,7 +121,7 @@ def _run_engine(settings: HeraldSettings, until) -> StreamEngine:  # type: ignor
 
 def test_notification_records_carry_the_engine_origin(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    settings = _settings(kafka)
+    settings = engine_settings(kafka)
 
     async def sent(engine: StreamEngine) -> bool:
         if engine.stats.transactions == 0 and not getattr(engine, "_written", False):
@@ -148,7 +140,7 @@ def test_notification_records_carry_the_engine_origin(unique_topics) -> None:  #
 
 def test_engine_passes_over_records_of_engine_origin(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    settings = _settings(kafka)
+    settings = engine_settings(kafka)
     marked = [(ORIGIN_HEADER, ENGINE_ORIGIN)]
 
     async def read_both(engine: StreamEngine) -> bool:
@@ -167,9 +159,9 @@ def test_engine_passes_over_records_of_engine_origin(unique_topics) -> None:  # 
 
 def test_idle_watermark_waits_for_the_clock(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    settings = _settings(kafka)
-    engine_settings = settings.engine.model_copy(update={"idle_watermark_s": 0.1})
-    settings = settings.model_copy(update={"engine": engine_settings})
+    settings = engine_settings(kafka)
+    quick_idle = settings.engine.model_copy(update={"idle_watermark_s": 0.1})
+    settings = settings.model_copy(update={"engine": quick_idle})
     now = datetime.now(UTC)
     # A device whose clock runs 100 s ahead, within what the engine accepts.
     ahead = {**_event("ada"), "timestamp": format_timestamp(now + timedelta(seconds=100))}

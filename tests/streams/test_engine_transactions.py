@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from herald.config import HeraldSettings, KafkaSettings
+from herald.config import KafkaSettings
 from streams.catalog import CampaignCatalog
 from streams.engine import StreamEngine
+from tests.support.engine import engine_settings
 
 pytestmark = pytest.mark.kafka
-
-
-def _settings(kafka: KafkaSettings) -> HeraldSettings:
-    settings = HeraldSettings()
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    engine = settings.engine.model_copy(
-        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
-    )
-    return settings.model_copy(update={"kafka": kafka, "engine": engine})
 
 
 async def _write_empty_batch(kafka: KafkaSettings) -> None:
@@ -44,7 +35,7 @@ async def _wait_for(condition, timeout_s: float) -> None:  # type: ignore[no-unt
 
 def test_fenced_engine_ends_its_run(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    settings = _settings(kafka)
+    settings = engine_settings(kafka)
     ready = asyncio.Event()
 
     async def scenario() -> BaseException | None:

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer
 
-from herald.config import KafkaSettings
+from herald.config import HeraldSettings, KafkaSettings
 from schemas.wire import decode_events
 from streams.catalog import wait_for_live
 from streams.topics import sends_topics
@@ -22,6 +23,7 @@ from tests.support.stack import HeraldStack
 
 __all__ = [
     "bootstrap_admin",
+    "engine_settings",
     "publish",
     "publish_examples",
     "read_sends",
@@ -29,6 +31,17 @@ __all__ = [
 ]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "campaigns"
+
+
+def engine_settings(kafka: KafkaSettings) -> HeraldSettings:
+    """Return settings on `kafka` whose engine has a consumer group and transactional id
+    of its own, so that no other test's engine fences it or shares its offsets."""
+    settings = HeraldSettings()
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    engine = settings.engine.model_copy(
+        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
+    )
+    return settings.model_copy(update={"kafka": kafka, "engine": engine})
 
 
 def bootstrap_admin(stack: HeraldStack) -> str:

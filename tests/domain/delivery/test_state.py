@@ -78,8 +78,8 @@ def test_counters_keep_latest_buckets() -> None:
     for at in sends:
         counters = record_campaign_send(counters, at, None, NEW_YORK)
 
-    kept = sends[-MAX_KEPT_BUCKETS:]
-    assert counters["buckets"] == {str(epoch_seconds(at) // 300): 1 for at in kept}
+    latest = sends[-MAX_KEPT_BUCKETS:]
+    assert counters["buckets"] == {str(epoch_seconds(at) // 300): 1 for at in latest}
     assert counters["overall"] == MAX_KEPT_BUCKETS + 8
     assert json.loads(json.dumps(counters)) == counters
 

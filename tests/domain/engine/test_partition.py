@@ -111,6 +111,12 @@ CART = _campaign(
 )
 
 
+# At most one message per 5-minute slot, across all partitions.
+THROTTLED_PAYMENT = _campaign(
+    {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
+)
+
+
 def _sent(effects_list: list[Any]) -> list[tuple[str, str, str]]:
     return [(s["campaign_id"], s["user_id"], s["send_at"]) for e in effects_list for s in e.sends]
 
@@ -506,11 +512,7 @@ def test_partitions_together_keep_the_throttle() -> None:
 
 
 def test_throttled_sends_never_share_a_bucket() -> None:
-    campaigns = _campaigns(
-        payment=_campaign(
-            {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
-        )
-    )
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
     rules = EngineRules(partitions=4)
     sends = []
     for partition in range(4):
@@ -528,11 +530,7 @@ def test_throttled_sends_never_share_a_bucket() -> None:
 
 
 def test_late_event_meets_its_buckets_throttle() -> None:
-    campaigns = _campaigns(
-        payment=_campaign(
-            {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
-        )
-    )
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
     engine = PartitionEngine(0, EngineRules())
     users = [f"user-{n}" for n in range(7)]
     envelopes = [_identify(user, T0) for user in users]
@@ -553,11 +551,7 @@ def test_late_event_meets_its_buckets_throttle() -> None:
 
 
 def test_flushed_sends_keep_their_buckets_throttled() -> None:
-    campaigns = _campaigns(
-        payment=_campaign(
-            {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
-        )
-    )
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
     engine = PartitionEngine(0, EngineRules())
     first = [f"first-{n}" for n in range(40)]
     then = [f"then-{n}" for n in range(20)]
