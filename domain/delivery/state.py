@@ -16,7 +16,7 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 from zoneinfo import ZoneInfo
 
 from domain.delivery.clock import epoch_seconds
@@ -74,15 +74,18 @@ class CampaignCounters(TypedDict):
     Keys are strings so that the record survives a JSON round trip: a bucket is the epoch
     second of its start divided by `BUCKET_S`, a day is an ISO date.
 
-    NOTE: the throttle and the limits are exact only when every send of a campaign
-    updates one record. A table sharded by user partition keeps one record per partition
-    and so allows up to N times the limits with N partitions.
+    `held` counts, per bucket, the sends that the throttle holds for that bucket
+    (`domain.delivery.throttle`). Records written before it existed have none.
+
+    The engine keeps one record per campaign and events partition, and each partition
+    applies its share of the throttle and the limits (`domain.delivery.share`).
     """
 
     buckets: dict[str, int]
     days: dict[str, int]
     runs: dict[str, int]
     overall: int
+    held: NotRequired[dict[str, int]]
 
 
 def new_user_history() -> UserSendHistory:
@@ -155,21 +158,32 @@ def record_campaign_send(
     runs = counters["runs"]
     if run_id is not None:
         runs = _latest_keys({**runs, run_id: runs.get(run_id, 0) + 1}, MAX_KEPT_RUNS)
-    return {
+    updated: CampaignCounters = {
         "buckets": _latest_counts(counters["buckets"], bucket, int, MAX_KEPT_BUCKETS),
         "days": _latest_counts(counters["days"], day, str, _KEPT_DAYS),
         "runs": runs,
         "overall": counters["overall"] + 1,
     }
+    if "held" in counters:
+        updated["held"] = counters["held"]
+    return updated
 
 
 def prune_campaign_buckets(counters: CampaignCounters, oldest_bucket: int) -> CampaignCounters:
-    """Return `counters` without the throttle counts of buckets before `oldest_bucket`."""
+    """Return `counters` without the throttle counts of buckets before `oldest_bucket`,
+    sent or held."""
     buckets = counters["buckets"]
     recent = {key: count for key, count in buckets.items() if int(key) >= oldest_bucket}
-    if len(recent) == len(buckets):
+    held = counters.get("held", {})
+    # A held send is let go when its bucket comes; one still held for a bucket long past
+    # belongs to a campaign that stopped or lost its throttle.
+    held_recent = {key: count for key, count in held.items() if int(key) >= oldest_bucket}
+    if len(recent) == len(buckets) and len(held_recent) == len(held):
         return counters
-    return {**counters, "buckets": recent}
+    pruned: CampaignCounters = {**counters, "buckets": recent}
+    if held:
+        pruned["held"] = held_recent
+    return pruned
 
 
 def _with_time(times: list[int], at_s: int, oldest_s: int) -> list[int]:

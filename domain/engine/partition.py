@@ -7,9 +7,10 @@ Per user, the state is one JSON object:
 
     {"profile":   identity and traits, as `domain.profiles.apply_traits` keeps them,
      "triggers":  `TriggerState` (delayed sends and open inaction windows),
-     "deferred":  [[campaign id, occasion, send at µs, run id or null], …] held back
-                  by quiet hours, the throttle or a user's local run time, decided
-                  again at that time,
+     "deferred":  [[campaign id, occasion, send at µs, run id or null, held], …] held
+                  back by quiet hours, the throttle or a user's local run time, decided
+                  again at that time; `held` is 1 when the throttle booked the send's
+                  place in its bucket (`domain.delivery.throttle.hold`), else absent,
      "history":   `UserSendHistory` for caps,
      "behaviour": segment behaviour state, for the features live audiences read,
      "ledger":    {send id: epoch second decided}, every send id already decided}
@@ -64,6 +65,7 @@ from domain.delivery.channels import CONTACT_TRAITS
 from domain.delivery.clock import local_instant, resolve_zone
 from domain.delivery.share import Share
 from domain.delivery.state import BUCKET_S, HISTORY_HORIZON_S, prune_campaign_buckets
+from domain.delivery.throttle import hold, release
 from domain.engine.campaigns import CampaignSet, LiveCampaign, StoppedCampaign
 from domain.errors import InvalidValue
 from domain.profiles import apply_traits
@@ -392,11 +394,15 @@ class PartitionEngine:
             for fire in due_fires(trigger_state, key, at_us, campaigns.inaction_ids)
         ]
         deferred = state["deferred"]
-        due += [
-            (item[2], item[0], item[1], item[3] if len(item) > 3 else None)
-            for item in deferred
-            if item[2] <= at_us
-        ]
+        for item in deferred:
+            if item[2] > at_us:
+                continue
+            due.append((item[2], item[0], item[1], item[3] if len(item) > 3 else None))
+            if len(item) > 4 and item[4]:
+                # Its place is given back, and it is decided again in it.
+                counters = self.counters.get(item[0])
+                if counters is not None:
+                    release(counters, _datetime(item[2]))
         if not due:
             # Popped early, or its item was cancelled: the user's next item is armed again.
             self._schedule(key, state, at_us + 1)
@@ -489,7 +495,13 @@ class PartitionEngine:
         if decision.outcome is DeliveryOutcome.DEFER:
             assert decision.send_at is not None, "a deferral carries its time"
             send_at_us = moment_us(decision.send_at)
-            state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
+            if decision.reason is NotSentReason.THROTTLED:
+                hold(counters, decision.send_at)
+                self.counters[campaign_id] = counters
+                effects.meta_changed = True
+                state["deferred"].append([campaign_id, occasion, send_at_us, run_id, 1])
+            else:
+                state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
             self._arm(key, send_at_us)
             return
         _remember(ledger, send_id, at_us // 1_000_000)

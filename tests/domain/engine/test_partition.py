@@ -571,3 +571,46 @@ def test_flushed_sends_keep_their_buckets_throttled() -> None:
     )
     assert sum(buckets.values()) == 60
     assert max(buckets.values()) == 1
+
+
+def test_held_sends_book_one_bucket_each_in_trigger_order() -> None:
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n:02d}" for n in range(30)]
+    envelopes = [_identify(user, T0) for user in users]
+    # Triggered in reverse name order, so that the order of the queue is not the heap's.
+    envelopes += [
+        _event(user, "payment_error", T0 + timedelta(seconds=1 + n))
+        for n, user in enumerate(reversed(users))
+    ]
+    effects = [engine.process(envelopes, campaigns, NOW)]
+
+    first_bucket = _us(T0) // 300_000_000
+    held = {
+        user: item[2] // 300_000_000 - first_bucket
+        for user, state in engine.users.items()
+        for item in state["deferred"]
+    }
+    # Each of the 29 held sends has a bucket of its own, booked when it was held.
+    assert sorted(held.values()) == list(range(1, 30))
+    assert [held[user] for user in reversed(users[:-1])] == list(range(1, 30))
+
+    # A user who unsubscribes while held is not sent to; the others keep their buckets.
+    leaving = users[10]
+    unsubscribe = {**_identify(leaving, T0 + timedelta(minutes=1)), "traits": {"MSG-push": False}}
+    effects.append(engine.process([unsubscribe], campaigns, NOW))
+    effects.append(engine.advance(_us(T0 + timedelta(hours=3)), campaigns, NOW))
+
+    sent = {
+        s["user_id"]: _us(datetime.fromisoformat(s["send_at"])) // 300_000_000 - first_bucket
+        for e in effects
+        for s in e.sends
+    }
+    assert len(sent) == 29
+    assert leaving not in sent
+    assert {user: bucket for user, bucket in held.items() if user != leaving} == {
+        user: bucket for user, bucket in sent.items() if bucket > 0
+    }
+    reasons = sum((e.reasons for e in effects), Counter())
+    assert reasons == Counter({("payment", "unsubscribed"): 1})
+    assert engine.counters["payment"].get("held") == {}
