@@ -175,14 +175,19 @@ def prune_campaign_buckets(counters: CampaignCounters, oldest_bucket: int) -> Ca
     buckets = counters["buckets"]
     recent = {key: count for key, count in buckets.items() if int(key) >= oldest_bucket}
     held = counters.get("held", {})
-    # A held send is let go when its bucket comes; one still held for a bucket long past
-    # belongs to a campaign that stopped or lost its throttle.
-    held_recent = {key: count for key, count in held.items() if int(key) >= oldest_bucket}
-    if len(recent) == len(buckets) and len(held_recent) == len(held):
+    # Places are booked in time order (`domain.delivery.throttle.hold`), so the stale ones
+    # come first, and a long queue is not read through at every bucket. A place is given
+    # back when its bucket comes, so this only drops a place that was somehow left over.
+    stale = 0
+    for key in held:
+        if int(key) >= oldest_bucket:
+            break
+        stale += 1
+    if len(recent) == len(buckets) and not stale:
         return counters
     pruned: CampaignCounters = {**counters, "buckets": recent}
-    if held:
-        pruned["held"] = held_recent
+    if stale:
+        pruned["held"] = dict(list(held.items())[stale:])
     return pruned
 
 

@@ -48,6 +48,8 @@ def throttled_until(
     key = str(bucket)
     if sent.get(key, 0) + held.get(key, 0) < share.of(limit, bucket):
         return None
+    # NOTE: slots are booked without regard to the user's quiet hours, so a slot that
+    # falls in them stays empty while its message waits for their end.
     later = bucket + 1
     if held:
         # The buckets up to the last one booked were full when it was booked, and a place

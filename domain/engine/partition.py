@@ -9,7 +9,7 @@ Per user, the state is one JSON object:
      "triggers":  `TriggerState` (delayed sends and open inaction windows),
      "deferred":  [[campaign id, occasion, send at µs, run id or null, held], …] held
                   back by quiet hours, the throttle or a user's local run time, decided
-                  again at that time; `held` is 1 when the throttle booked the send's
+                  again at that time. `held` is 1 when the throttle booked the send's
                   place in its bucket (`domain.delivery.throttle.hold`), else absent,
      "history":   `UserSendHistory` for caps,
      "behaviour": segment behaviour state, for the features live audiences read,
@@ -389,20 +389,23 @@ class PartitionEngine:
         if state is None:
             return
         trigger_state = TriggerState.over(state["triggers"])
+        # (time, 0 when the throttle booked its place else 1, campaign, occasion, run id)
         due = [
-            (fire.fire_at_us, fire.campaign_id, fire.trigger_id, None)
+            (fire.fire_at_us, 1, fire.campaign_id, fire.trigger_id, None)
             for fire in due_fires(trigger_state, key, at_us, campaigns.inaction_ids)
         ]
         deferred = state["deferred"]
-        for item in deferred:
-            if item[2] > at_us:
-                continue
-            due.append((item[2], item[0], item[1], item[3] if len(item) > 3 else None))
-            if len(item) > 4 and item[4]:
-                # Its place is given back, and it is decided again in it.
-                counters = self.counters.get(item[0])
-                if counters is not None:
-                    release(counters, _datetime(item[2]))
+        due += [
+            (
+                item[2],
+                0 if len(item) > 4 and item[4] else 1,
+                item[0],
+                item[1],
+                item[3] if len(item) > 3 else None,
+            )
+            for item in deferred
+            if item[2] <= at_us
+        ]
         if not due:
             # Popped early, or its item was cancelled: the user's next item is armed again.
             self._schedule(key, state, at_us + 1)
@@ -410,9 +413,27 @@ class PartitionEngine:
         state["triggers"] = trigger_state.to_json()
         state["deferred"] = [item for item in deferred if item[2] > at_us]
         effects.changed.add(key)
-        for item_us, campaign_id, occasion, run_id in sorted(due, key=lambda item: item[:3]):
+        # A send whose place the throttle booked goes first, so that another message of
+        # the same user due at the same time cannot take that place.
+        due.sort(key=lambda item: item[:4])
+        for item_us, unbooked, campaign_id, occasion, run_id in due:
+            if not unbooked:
+                # The place is given back just before the send is decided again in it.
+                counters = self.counters.get(campaign_id)
+                if counters is not None:
+                    release(counters, _datetime(item_us))
+                    effects.meta_changed = True
             self._decide(
-                key, state, campaign_id, occasion, item_us, campaigns, now, effects, run_id
+                key,
+                state,
+                campaign_id,
+                occasion,
+                item_us,
+                campaigns,
+                now,
+                effects,
+                run_id,
+                held=True,
             )
         self._schedule(key, state, at_us + 1)
 
@@ -444,7 +465,9 @@ class PartitionEngine:
         now: datetime,
         effects: Effects,
         run_id: str | None = None,
+        held: bool = False,
     ) -> None:
+        """Decide one message at `at_us`; `held` when it was pending or deferred until then."""
         send_id = send_id_of(campaign_id, occasion, key)
         ledger = state["ledger"]
         if send_id in ledger:
@@ -465,6 +488,17 @@ class PartitionEngine:
                 )
             return
         if not campaign.in_flight(at):
+            if held and campaign.end_at is not None and at >= campaign.end_at:
+                # It qualified while the campaign ran, so the report counts it.
+                _remember(ledger, send_id, at_us // 1_000_000)
+                effects.changed.add(key)
+                detail = f"the campaign ended at {format_timestamp(campaign.end_at)}"
+                decision = Decision(
+                    DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED, detail=detail
+                )
+                self._not_sent(
+                    campaign, state, send_id, at, now, decision, source, campaigns, effects
+                )
             return
 
         traits = state["profile"]["traits"]
@@ -495,6 +529,9 @@ class PartitionEngine:
         if decision.outcome is DeliveryOutcome.DEFER:
             assert decision.send_at is not None, "a deferral carries its time"
             send_at_us = moment_us(decision.send_at)
+            if any(item[0] == campaign_id and item[1] == occasion for item in state["deferred"]):
+                # A copy of the event that triggered a message already waiting.
+                return
             if decision.reason is NotSentReason.THROTTLED:
                 hold(counters, decision.send_at)
                 self.counters[campaign_id] = counters

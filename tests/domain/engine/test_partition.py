@@ -573,7 +573,7 @@ def test_flushed_sends_keep_their_buckets_throttled() -> None:
     assert max(buckets.values()) == 1
 
 
-def test_held_sends_book_one_bucket_each_in_trigger_order() -> None:
+def test_held_sends_book_buckets_in_order() -> None:
     campaigns = _campaigns(payment=THROTTLED_PAYMENT)
     engine = PartitionEngine(0, EngineRules())
     users = [f"user-{n:02d}" for n in range(30)]
@@ -614,3 +614,120 @@ def test_held_sends_book_one_bucket_each_in_trigger_order() -> None:
     reasons = sum((e.reasons for e in effects), Counter())
     assert reasons == Counter({("payment", "unsubscribed"): 1})
     assert engine.counters["payment"].get("held") == {}
+
+
+def _held_buckets(engine: PartitionEngine) -> dict[str, int]:
+    return dict(engine.counters["payment"].get("held", {}))
+
+
+def test_flush_writes_a_place_given_back() -> None:
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    users = ["a", "b"]
+    engine.process([_identify(user, T0) for user in users], campaigns, NOW)
+    engine.process(
+        [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in users],
+        campaigns,
+        NOW,
+    )
+    # b unsubscribes while held. The flush decides only b, sends nothing, and gives b's
+    # place back, which the partition's record must then show.
+    unsubscribe = {**_identify("b", T0 + timedelta(seconds=2)), "traits": {"MSG-push": False}}
+    engine.process([unsubscribe], campaigns, NOW)
+    held_before = _held_buckets(engine)
+
+    effects = engine.flush(campaigns, NOW)
+
+    assert len(held_before) == 1
+    assert effects.meta_changed
+    assert _held_buckets(engine) == {}
+    assert effects.reasons == Counter({("payment", "unsubscribed"): 1})
+
+
+def test_held_event_copy_books_nothing() -> None:
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    engine.process([_identify(user, T0) for user in ("a", "b", "c")], campaigns, NOW)
+    held_event = _event("b", "payment_error", T0 + timedelta(seconds=2))
+    effects = [
+        engine.process(
+            [_event("a", "payment_error", T0 + timedelta(seconds=1)), held_event], campaigns, NOW
+        ),
+        # A client that retries its request sends the same event again.
+        engine.process([held_event], campaigns, NOW),
+        engine.process([_event("c", "payment_error", T0 + timedelta(seconds=3))], campaigns, NOW),
+    ]
+    assert len(engine.users["b"]["deferred"]) == 1
+    effects.append(engine.advance(_us(T0 + timedelta(hours=1)), campaigns, NOW))
+
+    first_bucket = _us(T0) // 300_000_000
+    sent = sorted(
+        (_us(datetime.fromisoformat(s["send_at"])) // 300_000_000 - first_bucket, s["user_id"])
+        for e in effects
+        for s in e.sends
+    )
+    assert sent == [(0, "a"), (1, "b"), (2, "c")]
+
+
+def test_held_send_keeps_its_place() -> None:
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    quiet = {"windows": [{"weekdays": every_day, "start": "10:10", "end": "10:20"}]}
+    campaigns = _campaigns(
+        payment=_campaign(
+            {"type": "event", "event": "payment_error"},
+            {"throttle": {"max_per_5_minutes": 1}, "quiet_hours": {**quiet, "action": "defer"}},
+        )
+    )
+    engine = PartitionEngine(0, EngineRules())
+    users = ["a", "b", "c", "d", "u"]
+    engine.process([_identify(user, T0) for user in users], campaigns, NOW)
+    # a goes at 10:00; b, c, d and u are held for 10:05, 10:10, 10:15 and 10:20.
+    triggers = [
+        _event(user, "payment_error", T0 + timedelta(seconds=1 + n), f"first-{user}")
+        for n, user in enumerate(users)
+    ]
+    effects = [engine.process(triggers, campaigns, NOW)]
+    # In quiet hours u triggers again, with an id that sorts first; quiet hours defer it to
+    # 10:20, where u's first message has its place.
+    again = _event("u", "payment_error", T0 + timedelta(minutes=12), "again-u")
+    effects.append(engine.process([again], campaigns, NOW))
+    effects.append(engine.advance(_us(T0 + timedelta(hours=2)), campaigns, NOW))
+
+    sent_at = {
+        s["trigger_id"]: datetime.fromisoformat(s["send_at"]) for e in effects for s in e.sends
+    }
+    assert sent_at["first-u"] == T0 + timedelta(minutes=20)
+    assert sent_at["again-u"] > T0 + timedelta(minutes=20)
+
+
+def test_held_send_past_the_campaigns_end_is_reported() -> None:
+    end_at = T0 + timedelta(minutes=12)
+    campaigns = _campaigns(
+        payment=_campaign(
+            {"type": "event", "event": "payment_error", "end_at": end_at.isoformat()},
+            {"throttle": {"max_per_5_minutes": 1}},
+        )
+    )
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n}" for n in range(6)]
+    engine.process([_identify(user, T0) for user in users], campaigns, NOW)
+    effects = [
+        engine.process(
+            [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in users],
+            campaigns,
+            NOW,
+        ),
+        engine.advance(_us(T0 + timedelta(hours=3)), campaigns, NOW),
+    ]
+
+    # Slots at 10:00, 10:05 and 10:10 are before the end; the other three are not.
+    assert sum(len(e.sends) for e in effects) == 3
+    reasons = sum((e.reasons for e in effects), Counter())
+    assert reasons == Counter({("payment", "campaign_stopped"): 3})
+    details = {
+        ev["properties"]["detail"]
+        for e in effects
+        for ev in e.events
+        if ev["event"] == "Notification Not Sent"
+    }
+    assert details == {"the campaign ended at 2024-03-13T10:12:00.000000Z"}
