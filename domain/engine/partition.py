@@ -186,6 +186,7 @@ class PartitionEngine:
         self._now: datetime | None = None
         self._campaigns: CampaignSet | None = None
         self._reads_notifications = False
+        self._held_checked: CampaignSet | None = None
         self._last_received: tuple[str, int] = ("", 0)
         self._now_text = ""
         for key, state in self.users.items():
@@ -200,7 +201,7 @@ class PartitionEngine:
         self, envelopes: Iterable[dict[str, Any]], campaigns: CampaignSet, now: datetime
     ) -> Effects:
         """Apply a partition's events in order and decide every send they make due."""
-        effects = Effects()
+        effects = self._start(campaigns, now)
         for envelope in envelopes:
             self._process_one(envelope, campaigns, now, effects)
         return effects
@@ -208,7 +209,7 @@ class PartitionEngine:
     def advance(self, watermark_us: int, campaigns: CampaignSet, now: datetime) -> Effects:
         """Move the watermark forward without an event, as the stream does for an idle
         partition, and decide the sends it makes due."""
-        effects = Effects()
+        effects = self._start(campaigns, now)
         if self.watermark_us is None or watermark_us > self.watermark_us:
             self._advance(watermark_us, campaigns, now, effects)
         return effects
@@ -221,7 +222,7 @@ class PartitionEngine:
         traffic to close them. Windows of live traffic that end after `now`, and sends
         deferred past it, stay pending.
         """
-        effects = Effects()
+        effects = self._start(campaigns, now)
         self._due.clear()
         self._armed.clear()
         for key, state in self.users.items():
@@ -232,7 +233,7 @@ class PartitionEngine:
     def run(self, request: dict[str, Any], campaigns: CampaignSet, now: datetime) -> Effects:
         """Decide the sends of one run request: `campaign_id`, `run_id`, `run_at` (ISO) and
         the keys of the `users` in this partition that the run's audience selected."""
-        effects = Effects()
+        effects = self._start(campaigns, now)
         campaign = campaigns.by_id.get(request["campaign_id"])
         if campaign is None:
             # Stopped since the scheduler wrote the request: the run sends nothing more.
@@ -270,6 +271,37 @@ class PartitionEngine:
             self._decide(
                 key, state, campaign.campaign_id, run_id, at_us, campaigns, now, effects, run_id
             )
+        return effects
+
+    def _start(self, campaigns: CampaignSet, now: datetime) -> Effects:
+        """Return the effects of a call, with the sends that a change of campaigns makes
+        due: those held by the throttle of a campaign that stopped since."""
+        effects = Effects()
+        if campaigns is self._held_checked:
+            return effects
+        self._held_checked = campaigns
+        stopped = {
+            campaign_id
+            for campaign_id, counters in self.counters.items()
+            if counters.get("held") and campaign_id not in campaigns.by_id
+        }
+        if not stopped or self.watermark_us is None:
+            return effects
+        # Their places are given back now, and each is decided, and reported not sent, at
+        # the watermark rather than a day later when its place would have come.
+        now_us = self.watermark_us
+        for key, state in self.users.items():
+            deferred = state["deferred"]
+            if not any(item[0] in stopped and len(item) > 4 and item[4] for item in deferred):
+                continue
+            for index, item in enumerate(deferred):
+                if item[0] in stopped and len(item) > 4 and item[4]:
+                    release(self.counters[item[0]], _datetime(item[2]))
+                    deferred[index] = [item[0], item[1], now_us, item[3]]
+            self._arm(key, now_us)
+            effects.changed.add(key)
+        effects.meta_changed = True
+        self._decide_due(now_us, campaigns, now, effects)
         return effects
 
     # Event path ------------------------------------------------------------------------

@@ -731,3 +731,26 @@ def test_held_send_past_the_campaigns_end_is_reported() -> None:
         if ev["event"] == "Notification Not Sent"
     }
     assert details == {"the campaign ended at 2024-03-13T10:12:00.000000Z"}
+
+
+def test_stopped_campaign_reports_held_sends_at_once() -> None:
+    campaigns = _campaigns(payment=THROTTLED_PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n:02d}" for n in range(30)]
+    engine.process([_identify(user, T0) for user in users], campaigns, NOW)
+    triggers = [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in users]
+    sent = engine.process(triggers, campaigns, NOW).sends
+    entry = catalog_entry(CampaignCreate.model_validate(THROTTLED_PAYMENT), state="stopped")
+    stopped = compile_campaigns({"payment": entry}, {})
+
+    # The next event after the stop, a minute on, decides the 29 held sends at once.
+    effects = engine.process(
+        [_event("user-00", "app_open", T0 + timedelta(minutes=1))], stopped, NOW
+    )
+
+    assert len(sent) == 1
+    assert effects.sends == []
+    assert effects.reasons == Counter({("payment", "campaign_stopped"): 29})
+    assert effects.meta_changed
+    assert _held_buckets(engine) == {}
+    assert all(state["deferred"] == [] for state in engine.users.values())
