@@ -55,6 +55,7 @@ from zoneinfo import ZoneInfo
 
 from domain.delivery import (
     AccountRules,
+    CampaignCounters,
     SendCandidate,
     decide,
     new_campaign_counters,
@@ -285,24 +286,27 @@ class PartitionEngine:
             for campaign_id, counters in self.counters.items()
             if counters.get("held") and campaign_id not in campaigns.by_id
         }
-        if not stopped or self.watermark_us is None:
-            return effects
-        # Their places are given back now, and each is decided, and reported not sent, at
-        # the watermark rather than a day later when its place would have come.
-        now_us = self.watermark_us
+        if stopped and self.watermark_us is not None:
+            # Decided, and reported not sent, at the watermark rather than a day later when
+            # their places would have come.
+            self._call_back(stopped, self.watermark_us, effects)
+            self._decide_due(self.watermark_us, campaigns, now, effects)
+        return effects
+
+    def _call_back(self, campaign_ids: set[str], at_us: int, effects: Effects) -> None:
+        """Give back the places that the throttle booked for these campaigns' messages,
+        and make the messages due at `at_us` instead."""
         for key, state in self.users.items():
             deferred = state["deferred"]
-            if not any(item[0] in stopped and len(item) > 4 and item[4] for item in deferred):
+            if not any(item[0] in campaign_ids and len(item) > 4 and item[4] for item in deferred):
                 continue
             for index, item in enumerate(deferred):
-                if item[0] in stopped and len(item) > 4 and item[4]:
+                if item[0] in campaign_ids and len(item) > 4 and item[4]:
                     release(self.counters[item[0]], _datetime(item[2]))
-                    deferred[index] = [item[0], item[1], now_us, item[3]]
-            self._arm(key, now_us)
+                    deferred[index] = [item[0], item[1], at_us, item[3]]
+            self._arm(key, at_us)
             effects.changed.add(key)
         effects.meta_changed = True
-        self._decide_due(now_us, campaigns, now, effects)
-        return effects
 
     # Event path ------------------------------------------------------------------------
 
@@ -548,14 +552,20 @@ class PartitionEngine:
         )
         account = self._account(campaign)
         counters = self.counters.get(campaign_id) or new_campaign_counters()
-        try:
-            decision = decide(
-                candidate, campaign.rules, account, state["history"], counters, share=self.share
-            )
-        except InvalidValue as error:
-            decision = Decision(
-                DeliveryOutcome.SKIP, reason=NotSentReason.RENDER_FAILED, detail=error.message
-            )
+        limits = campaign.rules.delivery.limits
+        if held and limits.overall is not None and self._spent(limits.overall, counters):
+            # Held by the throttle or quiet hours until now, it can never be sent. It is
+            # reported now, because the throttle would hold it for another slot first.
+            decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.LIMIT_OVERALL)
+        else:
+            try:
+                decision = decide(
+                    candidate, campaign.rules, account, state["history"], counters, share=self.share
+                )
+            except InvalidValue as error:
+                decision = Decision(
+                    DeliveryOutcome.SKIP, reason=NotSentReason.RENDER_FAILED, detail=error.message
+                )
         effects.changed.add(key)
 
         if decision.outcome is DeliveryOutcome.DEFER:
@@ -578,10 +588,18 @@ class PartitionEngine:
             self._not_sent(campaign, state, send_id, at, now, decision, source, campaigns, effects)
             return
 
-        state["history"], self.counters[campaign_id] = record_decision(
+        state["history"], counters = record_decision(
             decision, candidate, campaign.rules, account, state["history"], counters
         )
+        self.counters[campaign_id] = counters
         effects.meta_changed = True
+        if (
+            limits.overall is not None
+            and counters.get("held")
+            and self._spent(limits.overall, counters)
+        ):
+            # The messages still held can never be sent, so they are reported at once.
+            self._call_back({campaign_id}, max(self.watermark_us or at_us, at_us), effects)
         assert decision.send_at is not None, "a send carries its time"
         send_at = _timestamp_text(moment_us(decision.send_at))
         effects.sends.append(_command(send_id, campaign, state, decision, send_at, source))
@@ -596,6 +614,10 @@ class PartitionEngine:
             source,
         )
         self._emit(notification, state, campaigns, effects)
+
+    def _spent(self, overall: int, counters: CampaignCounters) -> bool:
+        """Tell whether this partition has sent its share of a campaign's overall limit."""
+        return counters["overall"] >= self.share.of(overall)
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
         """Return the zone whose calendar days the behaviour counters use: the audiences'."""

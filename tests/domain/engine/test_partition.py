@@ -754,3 +754,27 @@ def test_stopped_campaign_reports_held_sends_at_once() -> None:
     assert effects.meta_changed
     assert _held_buckets(engine) == {}
     assert all(state["deferred"] == [] for state in engine.users.values())
+
+
+def test_spent_limit_reports_held_sends_at_once() -> None:
+    limited = _campaign(
+        {"type": "event", "event": "payment_error"},
+        {"throttle": {"max_per_5_minutes": 1}, "limits": {"overall": 2}},
+    )
+    campaigns = _campaigns(payment=limited)
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n:02d}" for n in range(30)]
+    engine.process([_identify(user, T0) for user in users], campaigns, NOW)
+    triggers = [_event(user, "payment_error", T0 + timedelta(seconds=1)) for user in users]
+    effects = [engine.process(triggers, campaigns, NOW)]
+
+    # The second send, in the next slot, spends the limit. The 28 messages still held are
+    # reported when the watermark passes it, not a slot apart each.
+    effects.append(engine.advance(_us(T0 + timedelta(minutes=5)), campaigns, NOW))
+    effects.append(engine.advance(_us(T0 + timedelta(minutes=5, seconds=1)), campaigns, NOW))
+
+    assert sum(len(e.sends) for e in effects) == 2
+    reasons = sum((e.reasons for e in effects), Counter())
+    assert reasons == Counter({("payment", "limit_overall"): 28})
+    assert _held_buckets(engine) == {}
+    assert all(state["deferred"] == [] for state in engine.users.values())
