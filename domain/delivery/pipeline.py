@@ -232,7 +232,13 @@ def _check_quiet_hours(context: _Context) -> Decision | None:
 
 
 def _check_throttle(context: _Context) -> Decision | None:
-    throttle = context.campaign.delivery.throttle
+    delivery = context.campaign.delivery
+    overall = delivery.limits.overall
+    if overall is not None and context.counters["overall"] >= context.share.of(overall):
+        # The limits check next skips this message for good: holding it for a later slot
+        # first would only delay that report and take a place in the queue.
+        return None
+    throttle = delivery.throttle
     until = throttled_until(throttle, context.counters, context.at, context.share)
     return None if until is None else _defer(NotSentReason.THROTTLED, until)
 

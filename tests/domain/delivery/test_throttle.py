@@ -163,3 +163,20 @@ def test_pruning_drops_held_counts_of_past_buckets() -> None:
     pruned = prune_campaign_buckets(counters, bucket_of(START) + 2)
     assert pruned.get("held") == {str(bucket_of(START) + 2): 2}
     assert prune_campaign_buckets(pruned, bucket_of(START) + 2) is pruned
+
+
+def test_spent_overall_limit_skips_instead_of_holding(
+    make_campaign: Callable[..., CampaignRules],
+    make_account: Callable[..., AccountRules],
+    make_candidate: Callable[..., SendCandidate],
+) -> None:
+    campaign = make_campaign({"throttle": {"max_per_5_minutes": 1}, "limits": {"overall": 1}})
+    account = make_account()
+    counters = record_campaign_send(new_campaign_counters(), START, None, UTC_ZONE)
+    candidate = make_candidate(START + timedelta(seconds=1))
+
+    decision = decide(candidate, campaign, account, new_user_history(), counters)
+
+    # The bucket is full, but the message could never be sent in a later one either.
+    assert decision.outcome is DeliveryOutcome.SKIP
+    assert decision.reason is NotSentReason.LIMIT_OVERALL
