@@ -2,6 +2,9 @@
 
 Each request opens its own in-memory DuckDB connection over the Parquet files, so the API
 never keeps open a file that the worker writes, and requests run side by side.
+
+The landed events are those of the whole deployment, which every account shares. Delivery
+outcomes belong to campaigns, so each account sees only its own campaigns' outcomes.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import duckdb
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from api.auth import CurrentUser
+from api.auth import CurrentUser, SessionDep
 from api.deps import SettingsDep
+from control import campaigns as campaign_store
 from queries.reports import delivery_outcomes, event_counts
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -56,15 +60,23 @@ def read_event_counts(
 @router.get("/deliveries", response_model=list[DeliveryOutcome])
 def read_delivery_outcomes(
     settings: SettingsDep,
-    _: CurrentUser,
+    session: SessionDep,
+    user: CurrentUser,
     start: date = Query(description="First UTC date, inclusive."),
     end: date = Query(description="Last UTC date, inclusive."),
     campaign_id: str | None = Query(default=None, max_length=64, description="Only this one."),
 ) -> list[DeliveryOutcome]:
-    """Count messages sent, and not sent by reason, per campaign between two dates."""
+    """Count messages sent, and not sent by reason, per campaign of the caller's account
+    between two dates."""
     _check_dates(start, end)
+    if campaign_id is not None:
+        # Another account's campaign is not found, as when it is read itself.
+        own = {campaign_store.get_campaign(session, user.account_id, campaign_id).id}
+    else:
+        campaigns = campaign_store.list_campaigns(session, user.account_id, include_archived=True)
+        own = {campaign.id for campaign in campaigns}
     rows = _query(delivery_outcomes, settings.landing.data_dir, start, end, campaign_id)
-    return [DeliveryOutcome(**row) for row in rows]
+    return [DeliveryOutcome(**row) for row in rows if row["campaign_id"] in own]
 
 
 def _check_dates(start: date, end: date) -> None:
