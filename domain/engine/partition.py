@@ -528,12 +528,16 @@ class PartitionEngine:
                 # It qualified while the campaign ran, so the report counts it.
                 _remember(ledger, send_id, at_us // 1_000_000)
                 effects.changed.add(key)
-                detail = f"the campaign ended at {format_timestamp(campaign.end_at)}"
-                decision = Decision(
-                    DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED, detail=detail
-                )
                 self._not_sent(
-                    campaign, state, send_id, at, now, decision, source, campaigns, effects
+                    campaign,
+                    state,
+                    send_id,
+                    at,
+                    now,
+                    _past_end(campaign.end_at),
+                    source,
+                    campaigns,
+                    effects,
                 )
             return
 
@@ -568,6 +572,14 @@ class PartitionEngine:
                 )
         effects.changed.add(key)
 
+        if (
+            decision.outcome is DeliveryOutcome.DEFER
+            and campaign.end_at is not None
+            and decision.send_at is not None
+            and decision.send_at >= campaign.end_at
+        ):
+            # It would wait for a time after the campaign's end: it is reported now.
+            decision = _past_end(campaign.end_at)
         if decision.outcome is DeliveryOutcome.DEFER:
             assert decision.send_at is not None, "a deferral carries its time"
             send_at_us = moment_us(decision.send_at)
@@ -744,6 +756,11 @@ def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
         # NOTE: past this many decisions in the horizon, the oldest ids are forgotten.
         for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - _MAX_LEDGER]:
             del ledger[old]
+
+
+def _past_end(end_at: datetime) -> Decision:
+    detail = f"past the campaign's end at {format_timestamp(end_at)}"
+    return Decision(DeliveryOutcome.SKIP, reason=NotSentReason.CAMPAIGN_STOPPED, detail=detail)
 
 
 def _timestamp_text(at_us: int) -> str:

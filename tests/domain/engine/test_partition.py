@@ -720,17 +720,18 @@ def test_held_send_past_the_campaigns_end_is_reported() -> None:
         engine.advance(_us(T0 + timedelta(hours=3)), campaigns, NOW),
     ]
 
-    # Slots at 10:00, 10:05 and 10:10 are before the end; the other three are not.
+    # Slots at 10:00, 10:05 and 10:10 are before the end. The other three would be after
+    # it, so they are reported when they are triggered.
     assert sum(len(e.sends) for e in effects) == 3
-    reasons = sum((e.reasons for e in effects), Counter())
-    assert reasons == Counter({("payment", "campaign_stopped"): 3})
+    assert effects[0].reasons == Counter({("payment", "campaign_stopped"): 3})
+    assert effects[1].reasons == Counter()
     details = {
         ev["properties"]["detail"]
         for e in effects
         for ev in e.events
         if ev["event"] == "Notification Not Sent"
     }
-    assert details == {"the campaign ended at 2024-03-13T10:12:00.000000Z"}
+    assert details == {"past the campaign's end at 2024-03-13T10:12:00.000000Z"}
 
 
 def test_stopped_campaign_reports_held_sends_at_once() -> None:
@@ -778,3 +779,20 @@ def test_spent_limit_reports_held_sends_at_once() -> None:
     assert reasons == Counter({("payment", "limit_overall"): 28})
     assert _held_buckets(engine) == {}
     assert all(state["deferred"] == [] for state in engine.users.values())
+
+
+def test_delayed_send_past_the_campaigns_end_is_reported() -> None:
+    end_at = T0 + timedelta(minutes=12)
+    when = {"type": "event", "event": "payment_error", "delay": "PT20M"}
+    campaigns = _campaigns(payment=_campaign({**when, "end_at": end_at.isoformat()}))
+    engine = PartitionEngine(0, EngineRules())
+    engine.process([_identify("user-1", T0)], campaigns, NOW)
+    effects = [
+        engine.process(
+            [_event("user-1", "payment_error", T0 + timedelta(minutes=1))], campaigns, NOW
+        ),
+        engine.advance(_us(T0 + timedelta(hours=1)), campaigns, NOW),
+    ]
+
+    assert [len(e.sends) for e in effects] == [0, 0]
+    assert effects[1].reasons == Counter({("payment", "campaign_stopped"): 1})
