@@ -332,6 +332,12 @@ class StreamEngine(ConsumerRebalanceListener):
             self._frozen_s = now_s
         effects: dict[int, Effects] = {}
         offsets: dict[TopicPartition, int] = {}
+        for partition, engine in self._partitions.items():
+            # A campaign stopped since the last step has its held sends reported now,
+            # not when the partition's next record or idle tick comes.
+            synced = engine.sync(campaigns, now)
+            if _worth_writing(synced):
+                effects[partition] = synced
         for tp, records in batches.items():
             engine = self._partitions.get(tp.partition)
             if engine is None or not records:
@@ -344,11 +350,12 @@ class StreamEngine(ConsumerRebalanceListener):
             offsets[tp] = records[-1].offset + 1
             self._last_record_s[tp.partition] = now_s
             self._last_tick_s[tp.partition] = now_s
+        busy = {tp.partition for tp in offsets}
         for partition, engine in self._partitions.items():
-            if partition not in effects:
+            if partition not in busy:
                 idle = self._idle_advance(partition, engine, campaigns, now, now_s)
                 if idle is not None:
-                    effects[partition] = idle
+                    _merge(effects.setdefault(partition, Effects()), idle)
         if self._committing is not None and self._committing.done():
             # Raise a failed commit now, even when this poll has nothing to write.
             await self._finish_commit()

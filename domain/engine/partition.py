@@ -215,6 +215,12 @@ class PartitionEngine:
             self._advance(watermark_us, campaigns, now, effects)
         return effects
 
+    def sync(self, campaigns: CampaignSet, now: datetime) -> Effects:
+        """Take in a change of campaigns without an event: the sends held by the throttle
+        of a campaign that stopped are decided, and reported not sent, at once. Each
+        other entry point does the same first; a call with the same campaigns does nothing."""
+        return self._start(campaigns, now)
+
     def flush(self, campaigns: CampaignSet, now: datetime) -> Effects:
         """Decide the pending sends whose time has passed by the wall clock `now`, each at
         its own time, without moving the watermark.

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.kafka
 TRIGGER = "Coupon Claimed"
 
 
-def _catalog() -> CampaignCatalog:
+def _catalog(delivery: dict[str, Any] | None = None) -> CampaignCatalog:
     campaign = CampaignCreate.model_validate(
         {
             "name": "Coupon confirmation",
@@ -43,6 +43,7 @@ def _catalog() -> CampaignCatalog:
                 ]
             },
             "when": {"type": "event", "event": TRIGGER},
+            "delivery": delivery or {},
         }
     )
     catalog = CampaignCatalog()
@@ -99,11 +100,13 @@ async def _events_records(kafka: KafkaSettings, expected: int) -> list[Any]:
     return records
 
 
-def _run_engine(settings: HeraldSettings, until) -> StreamEngine:  # type: ignore[no-untyped-def]
+def _run_engine(  # type: ignore[no-untyped-def]
+    settings: HeraldSettings, until, catalog: CampaignCatalog | None = None
+) -> StreamEngine:
     async def scenario() -> StreamEngine:
         ready = asyncio.Event()
         ready.set()
-        engine = StreamEngine(settings, _catalog(), ready)
+        engine = StreamEngine(settings, catalog or _catalog(), ready)
         run = asyncio.create_task(engine.run())
         deadline = time.monotonic() + 60
         try:
@@ -179,3 +182,27 @@ def test_idle_watermark_waits_for_the_clock(unique_topics) -> None:  # type: ign
     watermark_us = engine._partitions[0].watermark_us
     assert watermark_us is not None
     assert abs(watermark_us - ahead_us) < 1_000
+
+
+def test_stop_reports_held_sends_without_new_events(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    catalog = _catalog({"throttle": {"max_per_5_minutes": 1}})
+    state: dict[str, Any] = {}
+
+    async def stop_once_held(engine: StreamEngine) -> bool:
+        if "written" not in state:
+            await _write(kafka, [_event(f"user-{n}") for n in range(5)], [])
+            state["written"] = time.monotonic()
+        if "stopped" not in state and engine.stats.sends == 1:
+            # One sent, four held for later slots; no event follows the stop.
+            catalog.campaigns["coupon"] = {**catalog.campaigns["coupon"], "state": "stopped"}
+            catalog.version += 1
+            state["stopped"] = time.monotonic()
+        return engine.stats.not_sent["campaign_stopped"] == 4
+
+    engine = _run_engine(settings, stop_once_held, catalog)
+
+    assert engine.stats.sends == 1
+    # Well within the 30 s after which an idle partition's watermark moves.
+    assert time.monotonic() - state["stopped"] < 10
