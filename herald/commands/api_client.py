@@ -2,7 +2,8 @@
 
 The commands go through the API, so the CLI obeys the same roles and lifecycle rules as
 every other client. The URL and token come from options or `HERALD_API_URL` and
-`HERALD_TOKEN`.
+`HERALD_TOKEN`. Without a URL, the commands reach the API that `HERALD_API__HOST` and
+`HERALD_API__PORT` configure, as `herald replay` and `herald demo` do.
 """
 
 from __future__ import annotations
@@ -15,16 +16,26 @@ import orjson
 import typer
 import yaml  # type: ignore[import-untyped]
 
+from herald.config import HeraldSettings
+from herald.urls import default_host
+
 __all__ = ["ApiClient", "TokenOption", "UrlOption", "load_document", "print_json"]
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="HERALD_API_URL", help="Base URL of the Herald API.")
+    str,
+    typer.Option(
+        "--url",
+        envvar="HERALD_API_URL",
+        help="Base URL of the Herald API.",
+        show_default="http://127.0.0.1:8080, or HERALD_API__HOST and HERALD_API__PORT",
+    ),
 ]
 TokenOption = Annotated[
     str,
     typer.Option("--token", envvar="HERALD_TOKEN", help="Your API token (see `herald users`)."),
 ]
-DEFAULT_URL = "http://127.0.0.1:8080"
+# Empty: the URL of the API that the settings configure.
+DEFAULT_URL = ""
 _TIMEOUT_S = 30.0
 
 
@@ -32,6 +43,8 @@ class ApiClient:
     """Sends requests to the API and turns error responses into a message and exit code 1."""
 
     def __init__(self, url: str, token: str) -> None:
+        if not url:
+            url = default_host(HeraldSettings().api)
         self._client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT_S
         )

@@ -37,8 +37,8 @@ from control.accounts import bootstrap_account, issue_token
 from control.db import ControlStore
 from control.models import User
 from domain.engine.campaigns import LIVE_STATES
-from herald.commands.replay import default_host
 from herald.config import HeraldSettings
+from herald.urls import default_host
 from queries.catalog import connect
 from streams.broker import BrokerError, LocalBroker
 from streams.catalog import wait_for_live

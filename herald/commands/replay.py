@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from herald.config import ApiSettings, CleverTapAccount, HeraldSettings
+from herald.config import CleverTapAccount, HeraldSettings
 from herald.logs import configure_logging
 from herald.replay import (
     CleverTapSender,
@@ -40,11 +40,9 @@ from herald.replay import (
     check_api,
     read_events,
 )
+from herald.urls import default_host
 
 __all__ = ["replay"]
-
-# A server bound to every interface is reached through loopback.
-_BIND_ALL_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 def replay(
@@ -152,14 +150,6 @@ def _flush_pending(settings: HeraldSettings) -> None:
         typer.echo(f"error: the flush request did not reach Kafka: {error}", err=True)
         raise typer.Exit(code=1) from error
     Console().print(f"asked the engine to flush pending sends on {partitions} partitions")
-
-
-def default_host(api: ApiSettings) -> str:
-    """Return the base URL at which the API configured by `api` is reached from this machine."""
-    host = "127.0.0.1" if api.host in _BIND_ALL_HOSTS else api.host
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{api.port}"
 
 
 def _send_options(host: str, batch_size: int, timeout_s: float) -> SendOptions:

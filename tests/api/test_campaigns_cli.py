@@ -160,6 +160,18 @@ def test_cli_reports_api_errors(live_api: dict[str, str]) -> None:
     assert "error: 422 labels.0: label 'Onboarding' does not exist" in missing.stderr
 
 
+def test_cli_follows_the_api_port(live_api: dict[str, str]) -> None:
+    token = _run(live_api, "users", "bootstrap", "--email", _admin_email()).strip()
+    port = live_api["HERALD_API_URL"].rsplit(":", 1)[1]
+    # No HERALD_API_URL: the address comes from the API's own settings.
+    env = {key: value for key, value in live_api.items() if key != "HERALD_API_URL"}
+    env |= {"HERALD_TOKEN": token, "HERALD_API__PORT": port}
+
+    listed = CliRunner().invoke(cli, ["campaigns", "list"], env={**env, "HERALD_API_URL": None})
+
+    assert listed.exit_code == 0, listed.output
+
+
 def test_cli_pause_and_stop(live_api: dict[str, str]) -> None:
     env, campaigns = _load_examples(live_api)
     campaign_id = campaigns["Welcome"]["id"]

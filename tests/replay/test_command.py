@@ -8,8 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from herald.commands.replay import default_host, replay
+from herald.commands.replay import replay
 from herald.config import ApiSettings
+from herald.urls import default_host
 
 from .conftest import ACCOUNT_ID, PASSCODE, WRITE_KEY
 
