@@ -96,6 +96,8 @@ _POLL_MS = 100
 # milliseconds. NOTE: this sets a module constant of aiokafka, for every transactional
 # producer in the process.
 _CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
+# At most one warning per partition this often about events too old or new to trigger.
+_UNTIMELY_LOG_S = 60.0
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
 
@@ -146,6 +148,8 @@ class StreamEngine(ConsumerRebalanceListener):
         self._committing: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
         self._frozen_s = time.monotonic()
+        self._untimely: dict[int, int] = {}
+        self._untimely_logged_s: dict[int, float] = {}
         self.stats = EngineStats()
 
     # Lifecycle -------------------------------------------------------------------------
@@ -347,6 +351,8 @@ class StreamEngine(ConsumerRebalanceListener):
             else:
                 result = self._process_records(engine, records, campaigns, now)
             _merge(effects.setdefault(tp.partition, Effects()), result)
+            if result.untimely:
+                self._report_untimely(engine, result.untimely, now_s)
             offsets[tp] = records[-1].offset + 1
             self._last_record_s[tp.partition] = now_s
             self._last_tick_s[tp.partition] = now_s
@@ -361,6 +367,27 @@ class StreamEngine(ConsumerRebalanceListener):
             await self._finish_commit()
         if any(_worth_writing(e) for e in effects.values()) or offsets:
             await self._start_commit(effects, offsets)
+
+    def _report_untimely(self, engine: PartitionEngine, count: int, now_s: float) -> None:
+        # A replay of old history after live traffic triggers nothing, which would
+        # otherwise go unnoticed. One line a minute per partition is enough to see it.
+        partition = engine.partition
+        self._untimely[partition] = self._untimely.get(partition, 0) + count
+        if now_s - self._untimely_logged_s.get(partition, -_UNTIMELY_LOG_S) < _UNTIMELY_LOG_S:
+            return
+        self._untimely_logged_s[partition] = now_s
+        watermark_us = engine.watermark_us or 0
+        logger.warning(
+            "engine: %d events too far from the partition's event time to trigger a campaign "
+            "(more than %d s behind it or %d s ahead); they still updated profiles",
+            self._untimely.pop(partition),
+            self._rules.max_lateness_us // 1_000_000,
+            self._rules.max_future_us // 1_000_000,
+            extra={
+                "partition": partition,
+                "watermark": datetime.fromtimestamp(watermark_us / 1e6, UTC).isoformat(),
+            },
+        )
 
     def _process_records(
         self,
@@ -658,6 +685,7 @@ def _is_flush(record: ConsumerRecord) -> bool:
 
 
 def _merge(total: Effects, part: Effects) -> None:
+    total.untimely += part.untimely
     total.sends += part.sends
     total.events += part.events
     total.changed |= part.changed

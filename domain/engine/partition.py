@@ -122,6 +122,8 @@ class Effects:
     - `events`: envelopes for the events topic.
     - `changed`: the user keys whose state changed.
     - `reasons`: the decisions not to send, counted by (campaign id, reason).
+    - `untimely`: events of a trigger's name too far behind or ahead of the watermark to
+      start a send; they are not decisions, so no report counts them.
     """
 
     sends: list[dict[str, Any]] = field(default_factory=list)
@@ -129,6 +131,7 @@ class Effects:
     changed: set[str] = field(default_factory=set)
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     meta_changed: bool = False
+    untimely: int = 0
 
 
 def send_id_of(campaign_id: str, occasion: str, user_key: str) -> str:
@@ -363,13 +366,18 @@ class PartitionEngine:
         if not triggers:
             return
 
+        watermark_us = self.watermark_us if self.watermark_us is not None else at_us
+        earliest_us = watermark_us - self.rules.max_lateness_us
+        latest_us = watermark_us + self.rules.max_future_us
+        if not earliest_us <= at_us <= latest_us and any(t.start_event == event for t in triggers):
+            effects.untimely += 1
         trigger_state = TriggerState.over(state["triggers"])
         fires = on_event(
             triggers,
             trigger_state,
             envelope,
             state["profile"]["traits"],
-            self.watermark_us if self.watermark_us is not None else at_us,
+            watermark_us,
             self.rules.max_lateness_us,
             self.rules.max_future_us,
             at_us,

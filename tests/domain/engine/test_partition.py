@@ -796,3 +796,23 @@ def test_delayed_send_past_the_campaigns_end_is_reported() -> None:
 
     assert [len(e.sends) for e in effects] == [0, 0]
     assert effects[1].reasons == Counter({("payment", "campaign_stopped"): 1})
+
+
+def test_untimely_events_are_counted() -> None:
+    campaigns = _campaigns(payment=PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    live = T0 + timedelta(hours=5)
+    effects = engine.process(
+        [
+            _identify("user-1", live),
+            _event("user-1", "payment_error", live),
+            # Three hours behind the watermark: it lands, but starts nothing.
+            _event("user-1", "payment_error", live - timedelta(hours=3)),
+            _event("user-1", "app_open", live - timedelta(hours=3)),
+        ],
+        campaigns,
+        NOW,
+    )
+
+    assert len(effects.sends) == 1
+    assert effects.untimely == 1
