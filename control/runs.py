@@ -16,7 +16,7 @@ engine's ledger drops the members it has already decided.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -34,6 +34,7 @@ __all__ = [
     "SCHEDULER_ACTOR",
     "DueRun",
     "begin_run",
+    "complete_ended",
     "due_runs",
     "end_run",
     "run_id_of",
@@ -135,6 +136,36 @@ def start_triggered(session: Session, now: datetime) -> list[str]:
         )
         started.append(campaign.id)
     return started
+
+
+def complete_ended(session: Session, now: datetime, grace: timedelta) -> list[str]:
+    """Mark completed the triggered campaigns whose `end_at` passed more than `grace` ago;
+    return their ids.
+
+    The engine sends nothing for events after `end_at` in any case. The grace is the
+    lateness the engine accepts, so that an event from before the end that arrives late
+    still triggers, as it would have on time.
+    """
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.state.in_([CampaignState.SCHEDULED.value, CampaignState.RUNNING.value]),
+            Campaign.archived.is_(False),
+            Campaign.live_definition.is_not(None),
+        )
+    ).all()
+    completed = []
+    for campaign in campaigns:
+        when = parse_when((campaign.live_definition or {})["when"])
+        end_at = getattr(when, "end_at", None)
+        if not is_triggered(when) or end_at is None or end_at + grace > now:
+            continue
+        from_state = campaign.state
+        campaign.state = CampaignState.COMPLETED.value
+        save_change(
+            session, _actor(session, campaign), campaign, "complete", now, from_state=from_state
+        )
+        completed.append(campaign.id)
+    return completed
 
 
 def _due_at(campaign: Campaign, when: Any, timezone: str, now: datetime) -> datetime | None:

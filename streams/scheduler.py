@@ -1,5 +1,8 @@
 """The scheduler: starts the runs of one-time and recurring campaigns on the leader worker.
 
+It also moves triggered campaigns to `running` at their start and to `completed` once
+their end has passed.
+
 Each tick reads the due runs from the control-plane database, selects each run's audience
 with SQL over the landed Parquet, and writes the members to the runs topic, in batches,
 in the partition of each user. The engine that owns the partition decides every member
@@ -25,7 +28,7 @@ from pydantic import TypeAdapter
 
 from control.db import ControlStore
 from control.models import Segment
-from control.runs import DueRun, begin_run, due_runs, end_run, start_triggered
+from control.runs import DueRun, begin_run, complete_ended, due_runs, end_run, start_triggered
 from domain.delivery import too_many_qualified
 from herald.config import HeraldSettings
 from queries.catalog import connect
@@ -70,6 +73,9 @@ class RunScheduler:
         with store.session() as session:
             for campaign_id in await asyncio.to_thread(start_triggered, session, now):
                 logger.info("campaign started", extra={"campaign_id": campaign_id})
+            grace = timedelta(seconds=self._settings.engine.max_lateness_s)
+            for campaign_id in await asyncio.to_thread(complete_ended, session, now, grace):
+                logger.info("campaign completed at its end", extra={"campaign_id": campaign_id})
             due = await asyncio.to_thread(due_runs, session, now)
         started = []
         for run in due:

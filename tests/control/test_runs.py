@@ -20,6 +20,7 @@ from control.runs import (
     SCHEDULER_ACTOR,
     DueRun,
     begin_run,
+    complete_ended,
     due_runs,
     end_run,
     start_triggered,
@@ -175,3 +176,17 @@ def test_triggered_campaign_starts_running_at_its_start(store: ControlStore) -> 
         assert campaign_id in start_triggered(session, start)
         assert session.get_one(Campaign, campaign_id).state == "running"
         assert _due(session, start, campaign_id) == []
+
+
+def test_triggered_campaign_completes_after_its_end(store: ControlStore) -> None:
+    end = datetime(2024, 3, 9, 12, 0, tzinfo=UTC)
+    grace = timedelta(hours=2)
+    trigger = {"type": "event", "event": "payment_error", "end_at": end.isoformat()}
+    with store.session() as session:
+        campaign_id = _publish(session, trigger)
+        assert session.get_one(Campaign, campaign_id).state == "running"
+        # An event from before the end may still arrive within the engine's lateness.
+        assert complete_ended(session, end + grace - timedelta(seconds=1), grace) == []
+        assert complete_ended(session, end + grace, grace) == [campaign_id]
+        assert session.get_one(Campaign, campaign_id).state == "completed"
+        assert complete_ended(session, end + grace, grace) == []
