@@ -4,7 +4,7 @@ Each request opens its own in-memory DuckDB connection over the Parquet files, s
 never keeps open a file that the worker writes, and requests run side by side.
 
 The landed events are those of the whole deployment, which every account shares. Delivery
-outcomes belong to campaigns, so each account sees only its own campaigns' outcomes.
+outcomes belong to campaigns, so each account gets only its own campaigns' outcomes.
 """
 
 from __future__ import annotations
