@@ -293,7 +293,7 @@ class PartitionEngine:
         stopped = {
             campaign_id
             for campaign_id, counters in self.counters.items()
-            if counters.get("held") and campaign_id not in campaigns.by_id
+            if counters.get("held") and campaign_id in campaigns.stopped
         }
         if stopped and self.watermark_us is not None:
             # Decided, and reported not sent, at the watermark rather than a day later when
