@@ -20,6 +20,7 @@ from control.audit import diff_fields, record_audit
 from control.identity import new_id
 from control.models import Campaign, Label, Segment, User, campaign_labels
 from control.outbox import enqueue_definition
+from control.segments import check_campaign_references
 from control.views import campaign_definition, parse_when
 from domain.errors import (
     CampaignEnded,
@@ -49,6 +50,7 @@ from schemas.campaign import (
     CampaignPreview,
     CampaignPreviewRequest,
     CampaignUpdate,
+    InlineSegmentAudience,
     RecurringSchedule,
     SavedSegmentAudience,
     When,
@@ -348,6 +350,8 @@ def resolve_labels(session: Session, account_id: str, names: Sequence[str]) -> l
 
 
 def _check_segment(session: Session, account_id: str, body: CampaignCreate) -> None:
+    if isinstance(body.who, InlineSegmentAudience):
+        check_campaign_references(session, account_id, body.who.definition, ("who", "definition"))
     if not isinstance(body.who, SavedSegmentAudience):
         return
     segment = session.get(Segment, body.who.segment_id)

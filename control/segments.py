@@ -18,9 +18,17 @@ from control.identity import new_id
 from control.models import Campaign, Segment, User
 from control.outbox import enqueue_definition, enqueue_tombstone
 from control.views import segment_definition
-from domain.errors import ConflictError, NotFound
+from domain.errors import ConflictError, InvalidValue, NotFound
+from schemas.segment_rules import MessageRule, parse_segment_rule, walk_rules
 
-__all__ = ["create_segment", "delete_segment", "get_segment", "list_segments", "update_segment"]
+__all__ = [
+    "check_campaign_references",
+    "create_segment",
+    "delete_segment",
+    "get_segment",
+    "list_segments",
+    "update_segment",
+]
 
 
 def list_segments(session: Session, account_id: str) -> Sequence[Segment]:
@@ -35,9 +43,32 @@ def get_segment(session: Session, account_id: str, segment_id: str) -> Segment:
     return segment
 
 
+def check_campaign_references(
+    session: Session, account_id: str, definition: dict[str, Any], path: tuple[str | int, ...]
+) -> None:
+    """Reject a segment definition whose message rules name another account's campaign.
+
+    The landed Notification events of every account are read alike, so without this check a
+    rule could count another account's sends to each user. `path` locates the definition in
+    the request, for the error.
+
+    Raises:
+        InvalidValue: a rule names a campaign that the account does not have.
+    """
+    for rule_path, rule in walk_rules(parse_segment_rule(definition)):
+        if isinstance(rule, MessageRule) and rule.campaign_id is not None:
+            campaign = session.get(Campaign, rule.campaign_id)
+            if campaign is None or campaign.account_id != account_id:
+                raise InvalidValue(
+                    f"campaign {rule.campaign_id!r} does not exist",
+                    (*path, *rule_path, "campaign_id"),
+                )
+
+
 def create_segment(
     session: Session, actor: User, name: str, definition: dict[str, Any], now: datetime
 ) -> Segment:
+    check_campaign_references(session, actor.account_id, definition, ("definition",))
     segment = Segment(
         id=new_id("seg"),
         account_id=actor.account_id,
@@ -65,6 +96,7 @@ def update_segment(
         changes["name"] = {"from": segment.name, "to": name}
         segment.name = name
     if definition is not None and definition != segment.definition:
+        check_campaign_references(session, actor.account_id, definition, ("definition",))
         changes["definition"] = {"from": segment.definition, "to": definition}
         segment.definition = definition
     segment.updated_at = now

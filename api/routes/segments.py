@@ -136,9 +136,14 @@ def _audience(
 
 @router.post("/estimate", response_model=SegmentSize)
 def estimate_segment(
-    body: SegmentDefinition, user: CurrentUser, clock: ClockDep, settings: SettingsDep
+    body: SegmentDefinition,
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
 ) -> SegmentSize:
     """Count the users a definition selects now, without saving it."""
+    store.check_campaign_references(session, user.account_id, body.definition, ("definition",))
     now = clock.now()
     connection, rule = _audience(body.definition, settings)
     with connection:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.api.control_support import database_url
+from control.accounts import bootstrap_account
+from tests.api.control_support import START, database_url, push_campaign
 from tests.support.landed import api_over, land_tracks
 
 BUYERS = {"type": "event", "event": "purchase", "window": {"type": "since_first_seen"}}
@@ -76,3 +77,40 @@ def test_invalid_definition_rejected(audience: tuple[TestClient, dict[str, str]]
     )
     assert response.status_code == 422
     assert "invalid segment rule" in response.json()["detail"][0]["msg"]
+
+
+def test_message_rules_name_only_own_campaigns(
+    audience: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, headers = audience
+    own = client.post("/campaigns", json=push_campaign(), headers=headers).json()["id"]
+    with client.app.state.control_store.session() as session:
+        _admin, other_token = bootstrap_account(session, "Other", "admin@other.test", START)
+    other_headers = {"Authorization": f"Bearer {other_token}"}
+    sent_by = {"type": "message", "action": "sent", "window": {"type": "since_first_seen"}}
+
+    foreign = client.post(
+        "/segments/estimate",
+        json={"definition": {**sent_by, "campaign_id": own}},
+        headers=other_headers,
+    )
+    saved = client.post(
+        "/segments",
+        json={"name": "Theirs", "definition": {**sent_by, "campaign_id": own}},
+        headers=other_headers,
+    )
+    inline = client.post(
+        "/campaigns",
+        json=push_campaign(
+            who={"type": "inline_segment", "definition": {**sent_by, "campaign_id": own}}
+        ),
+        headers=other_headers,
+    )
+    mine = client.post(
+        "/segments/estimate", json={"definition": {**sent_by, "campaign_id": own}}, headers=headers
+    )
+
+    for response in (foreign, saved, inline):
+        assert response.status_code == 422, response.text
+        assert f"campaign {own!r} does not exist" in response.text
+    assert mine.status_code == 200
