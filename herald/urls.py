@@ -13,6 +13,6 @@ _BIND_ALL_HOSTS = frozenset({"", "0.0.0.0", "::"})
 def default_host(api: ApiSettings) -> str:
     """Return the base URL at which the API configured by `api` is reached from this machine."""
     host = "127.0.0.1" if api.host in _BIND_ALL_HOSTS else api.host
-    if ":" in host:
+    if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{api.port}"

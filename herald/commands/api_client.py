@@ -15,6 +15,7 @@ import httpx
 import orjson
 import typer
 import yaml  # type: ignore[import-untyped]
+from pydantic import ValidationError
 
 from herald.config import HeraldSettings
 from herald.urls import default_host
@@ -44,7 +45,11 @@ class ApiClient:
 
     def __init__(self, url: str, token: str) -> None:
         if not url:
-            url = default_host(HeraldSettings().api)
+            try:
+                url = default_host(HeraldSettings().api)
+            except ValidationError as error:
+                typer.echo(f"error: invalid settings for the API's address: {error}", err=True)
+                raise typer.Exit(1) from None
         self._client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT_S
         )

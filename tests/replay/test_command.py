@@ -189,6 +189,7 @@ def test_replay_unknown_clevertap_account(ingest_server, tmp_path):
         ("0.0.0.0", "http://127.0.0.1:8080"),
         ("::", "http://127.0.0.1:8080"),
         ("::1", "http://[::1]:8080"),
+        ("[::1]", "http://[::1]:8080"),
     ],
 )
 def test_default_host(host, expected):
