@@ -352,10 +352,12 @@ class StreamEngine(ConsumerRebalanceListener):
                 result = self._process_records(engine, records, campaigns, now)
             _merge(effects.setdefault(tp.partition, Effects()), result)
             if result.untimely:
-                self._report_untimely(engine, result.untimely, now_s)
+                self._untimely[tp.partition] = self._untimely.get(tp.partition, 0) + result.untimely
             offsets[tp] = records[-1].offset + 1
             self._last_record_s[tp.partition] = now_s
             self._last_tick_s[tp.partition] = now_s
+        if self._untimely:
+            self._log_untimely(now_s)
         busy = {tp.partition for tp in offsets}
         for partition, engine in self._partitions.items():
             if partition not in busy:
@@ -368,26 +370,33 @@ class StreamEngine(ConsumerRebalanceListener):
         if any(_worth_writing(e) for e in effects.values()) or offsets:
             await self._start_commit(effects, offsets)
 
-    def _report_untimely(self, engine: PartitionEngine, count: int, now_s: float) -> None:
+    def _log_untimely(self, now_s: float) -> None:
         # A replay of old history after live traffic triggers nothing, which would
-        # otherwise go unnoticed. One line a minute per partition is enough to see it.
-        partition = engine.partition
-        self._untimely[partition] = self._untimely.get(partition, 0) + count
-        if now_s - self._untimely_logged_s.get(partition, -_UNTIMELY_LOG_S) < _UNTIMELY_LOG_S:
-            return
-        self._untimely_logged_s[partition] = now_s
-        watermark_us = engine.watermark_us or 0
-        logger.warning(
-            "engine: %d events too far from the partition's event time to trigger a campaign "
-            "(more than %d s behind it or %d s ahead); they still updated profiles",
-            self._untimely.pop(partition),
-            self._rules.max_lateness_us // 1_000_000,
-            self._rules.max_future_us // 1_000_000,
-            extra={
-                "partition": partition,
-                "watermark": datetime.fromtimestamp(watermark_us / 1e6, UTC).isoformat(),
-            },
-        )
+        # otherwise go unnoticed. One line a minute per partition is enough to see it, and
+        # a count held back by that limit is logged at the first step after it.
+        for partition, count in list(self._untimely.items()):
+            last_s = self._untimely_logged_s.get(partition)
+            if last_s is not None and now_s - last_s < _UNTIMELY_LOG_S:
+                continue
+            self._untimely_logged_s[partition] = now_s
+            del self._untimely[partition]
+            engine = self._partitions.get(partition)
+            watermark_us = engine.watermark_us if engine is not None else None
+            logger.warning(
+                "engine: %d events too far from the partition's event time to trigger a "
+                "campaign (more than %d s behind it or %d s ahead); they still updated profiles",
+                count,
+                self._rules.max_lateness_us // 1_000_000,
+                self._rules.max_future_us // 1_000_000,
+                extra={
+                    "partition": partition,
+                    "watermark": (
+                        datetime.fromtimestamp(watermark_us / 1e6, UTC).isoformat()
+                        if watermark_us is not None
+                        else None
+                    ),
+                },
+            )
 
     def _process_records(
         self,

@@ -206,3 +206,30 @@ def test_stop_reports_held_sends_without_new_events(unique_topics) -> None:  # t
     assert engine.stats.sends == 1
     # Well within the 30 s after which an idle partition's watermark moves.
     assert time.monotonic() - state["stopped"] < 10
+
+
+def test_old_events_are_reported_in_the_log(unique_topics, caplog) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    old = format_timestamp(datetime.now(UTC) - timedelta(hours=3))
+    replayed = [{**_event(f"user-{n}"), "timestamp": old} for n in range(5)]
+    state: dict[str, Any] = {}
+
+    async def after_the_replay(engine: StreamEngine) -> bool:
+        if "live" not in state:
+            await _write(kafka, [_event("live-user")], [])
+            state["live"] = True
+        elif engine.stats.events >= 1 and "old" not in state:
+            await _write(kafka, replayed, [])
+            state["old"] = True
+        return engine.stats.events >= 6 and any("too far" in r.message for r in caplog.records)
+
+    with caplog.at_level("WARNING", logger="streams.engine"):
+        engine = _run_engine(settings, after_the_replay)
+
+    warnings = [r.getMessage() for r in caplog.records if "too far" in r.getMessage()]
+    assert engine.stats.sends == 1
+    assert warnings == [
+        "engine: 5 events too far from the partition's event time to trigger a campaign "
+        "(more than 7200 s behind it or 120 s ahead); they still updated profiles"
+    ]
