@@ -19,7 +19,8 @@ from control.models import Campaign, Segment, User
 from control.outbox import enqueue_definition, enqueue_tombstone
 from control.views import segment_definition
 from domain.errors import ConflictError, InvalidValue, NotFound
-from schemas.segment_rules import MessageRule, parse_segment_rule, walk_rules
+from schemas.envelope import RESERVED_EVENT_NAMES
+from schemas.segment_rules import EventRule, MessageRule, parse_segment_rule, walk_rules
 
 __all__ = [
     "check_campaign_references",
@@ -29,6 +30,9 @@ __all__ = [
     "list_segments",
     "update_segment",
 ]
+
+# The Notification events' property naming the run, `<campaign id>@<run time>`.
+_RUN_PROPERTY = "run_id"
 
 
 def list_segments(session: Session, account_id: str) -> Sequence[Segment]:
@@ -46,14 +50,16 @@ def get_segment(session: Session, account_id: str, segment_id: str) -> Segment:
 def check_campaign_references(
     session: Session, account_id: str, definition: dict[str, Any], path: tuple[str | int, ...]
 ) -> None:
-    """Reject a segment definition whose message rules name another account's campaign.
+    """Reject a segment definition that could pick out another account's campaign.
 
-    The landed Notification events of every account are read alike, so without this check a
-    rule could count another account's sends to each user. `path` locates the definition in
-    the request, for the error.
+    The landed Notification events of every account are read alike. So a message rule may
+    name only the account's own campaigns, and an event rule over Notification events may
+    not filter on `run_id`, whose value starts with the campaign's id. `path` locates the
+    definition in the request, for the error.
 
     Raises:
-        InvalidValue: a rule names a campaign that the account does not have.
+        InvalidValue: a rule names a campaign that the account does not have, or filters
+            Notification events on their run.
     """
     for rule_path, rule in walk_rules(parse_segment_rule(definition)):
         if isinstance(rule, MessageRule) and rule.campaign_id is not None:
@@ -63,6 +69,14 @@ def check_campaign_references(
                     f"campaign {rule.campaign_id!r} does not exist",
                     (*path, *rule_path, "campaign_id"),
                 )
+        if isinstance(rule, EventRule) and rule.event in RESERVED_EVENT_NAMES:
+            for index, item in enumerate(rule.filters):
+                if item.property == _RUN_PROPERTY:
+                    raise InvalidValue(
+                        f"{rule.event} events cannot be filtered on {_RUN_PROPERTY}; pick the "
+                        "campaign with a message rule and its campaign_id instead",
+                        (*path, *rule_path, "filters", index, "property"),
+                    )
 
 
 def create_segment(

@@ -114,3 +114,29 @@ def test_message_rules_name_only_own_campaigns(
         assert response.status_code == 422, response.text
         assert f"campaign {own!r} does not exist" in response.text
     assert mine.status_code == 200
+
+
+def test_notification_runs_cannot_be_filtered(
+    audience: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, headers = audience
+    # A run id starts with its campaign's id, so this would pick out any account's campaign.
+    by_run = {
+        "type": "event",
+        "event": "Notification Sent",
+        "window": {"type": "since_first_seen"},
+        "filters": [{"property": "run_id", "op": "contains", "value": "cmp_"}],
+    }
+    by_reason = {
+        **by_run,
+        "event": "Notification Not Sent",
+        "filters": [{"property": "reason", "op": "eq", "value": "unsubscribed"}],
+    }
+
+    rejected = client.post("/segments/estimate", json={"definition": by_run}, headers=headers)
+    allowed = client.post("/segments/estimate", json={"definition": by_reason}, headers=headers)
+
+    assert rejected.status_code == 422
+    assert rejected.json()["detail"][0]["loc"][-3:] == ["filters", 0, "property"]
+    assert "cannot be filtered on run_id" in rejected.json()["detail"][0]["msg"]
+    assert allowed.status_code == 200
