@@ -1,4 +1,4 @@
-"""What a queue of messages held by a throttle costs the engine, without Kafka.
+"""The cost to the engine of a queue of messages held by a throttle, without Kafka.
 
     python -m bench.throttle_backlog                  # 1,000 and 10,000 held, throttle 1
     python -m bench.throttle_backlog --held 2000 --throttle 100
