@@ -357,6 +357,8 @@ def _check_segment(session: Session, account_id: str, body: CampaignCreate) -> N
     segment = session.get(Segment, body.who.segment_id)
     if segment is None or segment.account_id != account_id:
         raise InvalidValue(f"segment {body.who.segment_id!r} does not exist", ("who", "segment_id"))
+    # Segments saved before their campaign references were checked are checked here.
+    check_campaign_references(session, account_id, segment.definition, ("who", "segment_id"))
 
 
 def _timing(campaign: Campaign, stage: RunStage, timezone: str, now: datetime) -> Timing:

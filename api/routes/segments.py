@@ -10,6 +10,7 @@ import duckdb
 from fastapi import APIRouter, status
 from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session
 
 from api.auth import ClockDep, CurrentUser, EditorUser, SessionDep
 from api.deps import SettingsDep
@@ -134,6 +135,13 @@ def _audience(
     return connect(settings.landing.data_dir), parse_segment_rule(definition)
 
 
+def _checked_segment(session: Session, account_id: str, segment_id: str) -> Segment:
+    # A segment saved before the checks of campaign references existed is checked when read.
+    segment = store.get_segment(session, account_id, segment_id)
+    store.check_campaign_references(session, account_id, segment.definition, ("definition",))
+    return segment
+
+
 @router.post("/estimate", response_model=SegmentSize)
 def estimate_segment(
     body: SegmentDefinition,
@@ -160,7 +168,7 @@ def read_segment_size(
     settings: SettingsDep,
 ) -> SegmentSize:
     """Count the users the saved segment selects now."""
-    segment = store.get_segment(session, user.account_id, segment_id)
+    segment = _checked_segment(session, user.account_id, segment_id)
     now = clock.now()
     connection, rule = _audience(segment.definition, settings)
     with connection:
@@ -177,7 +185,7 @@ def read_segment_members(
     settings: SettingsDep,
 ) -> PlainTextResponse:
     """Export the saved segment's members now as CSV with one `user_id` column."""
-    segment = store.get_segment(session, user.account_id, segment_id)
+    segment = _checked_segment(session, user.account_id, segment_id)
     connection, rule = _audience(segment.definition, settings)
     with connection:
         members = segment_members(connection, rule, now=clock.now(), tz=user.account.timezone)
@@ -207,7 +215,7 @@ def read_segment_membership(
     interval; the worker's streaming evaluator will give the real-time result once it
     serves queries.
     """
-    segment = store.get_segment(session, user.account_id, segment_id)
+    segment = _checked_segment(session, user.account_id, segment_id)
     now = clock.now()
     connection, rule = _audience(segment.definition, settings)
     with connection:

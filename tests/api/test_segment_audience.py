@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from control.accounts import bootstrap_account
+from control.models import Segment
 from tests.api.control_support import START, database_url, push_campaign
 from tests.support.landed import api_over, land_tracks
 
@@ -140,3 +141,30 @@ def test_notification_runs_cannot_be_filtered(
     assert rejected.json()["detail"][0]["loc"][-3:] == ["filters", 0, "property"]
     assert "cannot be filtered on run_id" in rejected.json()["detail"][0]["msg"]
     assert allowed.status_code == 200
+
+
+def test_saved_segment_checked_when_used(audience: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = audience
+    segment_id = _saved(client, headers)
+    # As if saved before the check existed: the rule names a campaign of no account.
+    sent_by = {
+        "type": "message",
+        "action": "sent",
+        "campaign_id": "cmp_elsewhere",
+        "window": {"type": "since_first_seen"},
+    }
+    with client.app.state.control_store.session() as session:
+        session.get_one(Segment, segment_id).definition = sent_by
+        session.commit()
+
+    size = client.get(f"/segments/{segment_id}/size", headers=headers)
+    members = client.get(f"/segments/{segment_id}/members", headers=headers)
+    campaign = client.post(
+        "/campaigns",
+        json=push_campaign(who={"type": "saved_segment", "segment_id": segment_id}),
+        headers=headers,
+    )
+
+    for response in (size, members, campaign):
+        assert response.status_code == 422, response.text
+        assert "campaign 'cmp_elsewhere' does not exist" in response.text
