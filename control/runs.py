@@ -15,6 +15,7 @@ engine's ledger drops the members it has already decided.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from control.models import Account, Campaign
 from control.views import parse_when
 from domain.lifecycle import CampaignState
 from domain.schedule import first_run_at, is_triggered, next_date_run_after, next_run_after
-from schemas.campaign import DatePropertyTrigger, OneTimeNow, RecurringSchedule
+from schemas.campaign import DatePropertyTrigger, OneTimeNow, RecurringSchedule, When
 from schemas.envelope import format_timestamp
 
 __all__ = [
@@ -112,17 +113,9 @@ def start_triggered(session: Session, now: datetime) -> list[str]:
     The engine reacts to them from `start_at` on in any case; this keeps the state that
     people see in step.
     """
-    campaigns = session.scalars(
-        select(Campaign).where(
-            Campaign.state == CampaignState.SCHEDULED.value,
-            Campaign.archived.is_(False),
-            Campaign.live_definition.is_not(None),
-        )
-    ).all()
     started = []
-    for campaign in campaigns:
-        when = parse_when((campaign.live_definition or {})["when"])
-        if not is_triggered(when) or (when.start_at is not None and when.start_at > now):
+    for campaign, when in _published_triggered(session, CampaignState.SCHEDULED):
+        if when.start_at is not None and when.start_at > now:
             continue
         campaign.state = CampaignState.RUNNING.value
         campaign.has_started = True
@@ -146,18 +139,10 @@ def complete_ended(session: Session, now: datetime, grace: timedelta) -> list[st
     lateness the engine accepts, so that an event from before the end that arrives late
     still triggers, as it would have on time.
     """
-    campaigns = session.scalars(
-        select(Campaign).where(
-            Campaign.state.in_([CampaignState.SCHEDULED.value, CampaignState.RUNNING.value]),
-            Campaign.archived.is_(False),
-            Campaign.live_definition.is_not(None),
-        )
-    ).all()
     completed = []
-    for campaign in campaigns:
-        when = parse_when((campaign.live_definition or {})["when"])
-        end_at = getattr(when, "end_at", None)
-        if not is_triggered(when) or end_at is None or end_at + grace > now:
+    states = (CampaignState.SCHEDULED, CampaignState.RUNNING)
+    for campaign, when in _published_triggered(session, *states):
+        if when.end_at is None or when.end_at + grace > now:
             continue
         from_state = campaign.state
         campaign.state = CampaignState.COMPLETED.value
@@ -166,6 +151,23 @@ def complete_ended(session: Session, now: datetime, grace: timedelta) -> list[st
         )
         completed.append(campaign.id)
     return completed
+
+
+def _published_triggered(
+    session: Session, *states: CampaignState
+) -> Iterator[tuple[Campaign, When]]:
+    """Yield the published, unarchived triggered campaigns in `states`, with their `when`."""
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.state.in_([state.value for state in states]),
+            Campaign.archived.is_(False),
+            Campaign.live_definition.is_not(None),
+        )
+    ).all()
+    for campaign in campaigns:
+        when = parse_when((campaign.live_definition or {})["when"])
+        if is_triggered(when):
+            yield campaign, when
 
 
 def _due_at(campaign: Campaign, when: Any, timezone: str, now: datetime) -> datetime | None:

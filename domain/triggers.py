@@ -110,6 +110,8 @@ class TriggerState:
     cancels: dict[str, list[int]] = field(default_factory=dict)
     # Set by `on_event` when it changed the state; not part of the JSON.
     changed: bool = field(default=False, compare=False)
+    # Set by `on_event` when the event could have started a send but was out of time.
+    untimely: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"pending": self.pending, "cancels": self.cancels}
@@ -418,6 +420,8 @@ def on_event(
     if at_us is None:
         at_us = epoch_us(envelope["timestamp"])
     in_time = watermark_us - max_lateness_us <= at_us <= watermark_us + max_future_us
+    if not in_time and any(trigger.start_event == name for trigger in plan):
+        state.untimely = True
 
     properties = envelope.get("properties") or {}
     hits: list[tuple[_Step, ...]] = []

@@ -1,9 +1,11 @@
 """`decide`: the delivery controls run in order for one candidate message.
 
 The order is: campaign live → cut-off → unsubscribed → reachable → global frequency cap
-→ campaign per-user limit → quiet hours → throttle → campaign limits → account control
-group → campaign control group → A/B variant → render. The first control that objects
-decides; later ones are not consulted. Nothing here reads a clock or a table: the caller
+→ campaign per-user limit → overall limit already spent → quiet hours → throttle →
+campaign limits → account control group → campaign control group → A/B variant → render.
+The first control that objects decides; later ones are not consulted. A spent overall
+limit is checked before quiet hours and the throttle, because a message that can never
+be sent should be reported now rather than deferred first. Nothing here reads a clock or a table: the caller
 passes the moment, the user's send history and the campaign's counters, and after a
 `send` records it with `record_decision`.
 
@@ -231,14 +233,15 @@ def _check_quiet_hours(context: _Context) -> Decision | None:
     return _defer(NotSentReason.QUIET_HOURS, end)
 
 
-def _check_throttle(context: _Context) -> Decision | None:
-    delivery = context.campaign.delivery
-    overall = delivery.limits.overall
+def _check_spent(context: _Context) -> Decision | None:
+    overall = context.campaign.delivery.limits.overall
     if overall is not None and context.counters["overall"] >= context.share.of(overall):
-        # The limits check next skips this message for good: holding it for a later slot
-        # first would only delay that report and take a place in the queue.
-        return None
-    throttle = delivery.throttle
+        return _skip(NotSentReason.LIMIT_OVERALL)
+    return None
+
+
+def _check_throttle(context: _Context) -> Decision | None:
+    throttle = context.campaign.delivery.throttle
     until = throttled_until(throttle, context.counters, context.at, context.share)
     return None if until is None else _defer(NotSentReason.THROTTLED, until)
 
@@ -303,6 +306,7 @@ _CHECKS: tuple[Callable[[_Context], Decision | None], ...] = (
     _check_cut_off,
     _check_channel,
     _check_caps,
+    _check_spent,
     _check_quiet_hours,
     _check_throttle,
     _check_limits,

@@ -53,8 +53,8 @@ def throttled_until(
     later = bucket + 1
     if held:
         # The buckets up to the last one booked were full when it was booked, and a place
-        # given back there is for the bucket in progress: search from the last one. Each
-        # booking is at or after the last, so the last key added is the latest bucket.
+        # given back there is for the bucket in progress, so the search starts at the last
+        # one. Each booking is at or after the last, so the last key added is the latest.
         later = max(later, int(next(reversed(held))))
     while True:
         key = str(later)
@@ -67,9 +67,9 @@ def hold(counters: CampaignCounters, send_at: datetime) -> None:
     """Count one more message held for the bucket of `send_at`, the time that
     `throttled_until` gave.
 
-    Unlike the functions of `domain.delivery.state`, this changes `counters` in place: a
-    long queue books thousands of buckets, and a copy per message would cost as much as
-    deciding the queue again did.
+    Unlike the functions of `domain.delivery.state`, this changes `counters` in place,
+    because a long queue books thousands of buckets and a copy per message would cost
+    about as much as deciding the queue again.
     """
     held = counters.setdefault("held", {})
     key = str(bucket_of(send_at))

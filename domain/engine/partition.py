@@ -55,7 +55,6 @@ from zoneinfo import ZoneInfo
 
 from domain.delivery import (
     AccountRules,
-    CampaignCounters,
     SendCandidate,
     decide,
     new_campaign_counters,
@@ -123,7 +122,7 @@ class Effects:
     - `changed`: the user keys whose state changed.
     - `reasons`: the decisions not to send, counted by (campaign id, reason).
     - `untimely`: events of a trigger's name too far behind or ahead of the watermark to
-      start a send; they are not decisions, so no report counts them.
+      start a send. They are not decisions, so no report counts them.
     """
 
     sends: list[dict[str, Any]] = field(default_factory=list)
@@ -205,7 +204,7 @@ class PartitionEngine:
         self, envelopes: Iterable[dict[str, Any]], campaigns: CampaignSet, now: datetime
     ) -> Effects:
         """Apply a partition's events in order and decide every send they make due."""
-        effects = self._start(campaigns, now)
+        effects = self.sync(campaigns, now)
         for envelope in envelopes:
             self._process_one(envelope, campaigns, now, effects)
         return effects
@@ -213,16 +212,10 @@ class PartitionEngine:
     def advance(self, watermark_us: int, campaigns: CampaignSet, now: datetime) -> Effects:
         """Move the watermark forward without an event, as the stream does for an idle
         partition, and decide the sends it makes due."""
-        effects = self._start(campaigns, now)
+        effects = self.sync(campaigns, now)
         if self.watermark_us is None or watermark_us > self.watermark_us:
             self._advance(watermark_us, campaigns, now, effects)
         return effects
-
-    def sync(self, campaigns: CampaignSet, now: datetime) -> Effects:
-        """Take in a change of campaigns without an event: the sends held by the throttle
-        of a campaign that stopped are decided, and reported not sent, at once. Each
-        other entry point does the same first; a call with the same campaigns does nothing."""
-        return self._start(campaigns, now)
 
     def flush(self, campaigns: CampaignSet, now: datetime) -> Effects:
         """Decide the pending sends whose time has passed by the wall clock `now`, each at
@@ -232,7 +225,7 @@ class PartitionEngine:
         traffic to close them. Windows of live traffic that end after `now`, and sends
         deferred past it, stay pending.
         """
-        effects = self._start(campaigns, now)
+        effects = self.sync(campaigns, now)
         self._due.clear()
         self._armed.clear()
         for key, state in self.users.items():
@@ -243,7 +236,7 @@ class PartitionEngine:
     def run(self, request: dict[str, Any], campaigns: CampaignSet, now: datetime) -> Effects:
         """Decide the sends of one run request: `campaign_id`, `run_id`, `run_at` (ISO) and
         the keys of the `users` in this partition that the run's audience selected."""
-        effects = self._start(campaigns, now)
+        effects = self.sync(campaigns, now)
         campaign = campaigns.by_id.get(request["campaign_id"])
         if campaign is None:
             # Stopped since the scheduler wrote the request: the run sends nothing more.
@@ -283,9 +276,13 @@ class PartitionEngine:
             )
         return effects
 
-    def _start(self, campaigns: CampaignSet, now: datetime) -> Effects:
-        """Return the effects of a call, with the sends that a change of campaigns makes
-        due: those held by the throttle of a campaign that stopped since."""
+    def sync(self, campaigns: CampaignSet, now: datetime) -> Effects:
+        """Take in a change of campaigns without an event, and return the effects.
+
+        The sends that the throttle holds for a campaign that stopped since are decided,
+        and reported not sent, at once. Every other entry point starts with this. A call
+        with the same campaigns as the last does nothing.
+        """
         effects = Effects()
         if campaigns is self._held_checked:
             return effects
@@ -307,10 +304,10 @@ class PartitionEngine:
         and make the messages due at `at_us` instead."""
         for key, state in self.users.items():
             deferred = state["deferred"]
-            if not any(item[0] in campaign_ids and len(item) > 4 and item[4] for item in deferred):
+            if not any(item[0] in campaign_ids and _booked(item) for item in deferred):
                 continue
             for index, item in enumerate(deferred):
-                if item[0] in campaign_ids and len(item) > 4 and item[4]:
+                if item[0] in campaign_ids and _booked(item):
                     release(self.counters[item[0]], _datetime(item[2]))
                     deferred[index] = [item[0], item[1], at_us, item[3]]
             self._arm(key, at_us)
@@ -366,22 +363,19 @@ class PartitionEngine:
         if not triggers:
             return
 
-        watermark_us = self.watermark_us if self.watermark_us is not None else at_us
-        earliest_us = watermark_us - self.rules.max_lateness_us
-        latest_us = watermark_us + self.rules.max_future_us
-        if not earliest_us <= at_us <= latest_us and any(t.start_event == event for t in triggers):
-            effects.untimely += 1
         trigger_state = TriggerState.over(state["triggers"])
         fires = on_event(
             triggers,
             trigger_state,
             envelope,
             state["profile"]["traits"],
-            watermark_us,
+            self.watermark_us if self.watermark_us is not None else at_us,
             self.rules.max_lateness_us,
             self.rules.max_future_us,
             at_us,
         )
+        if trigger_state.untimely:
+            effects.untimely += 1
         if trigger_state.changed:
             state["triggers"] = trigger_state.to_json()
             effects.changed.add(key)
@@ -448,7 +442,7 @@ class PartitionEngine:
         due += [
             (
                 item[2],
-                0 if len(item) > 4 and item[4] else 1,
+                0 if _booked(item) else 1,
                 item[0],
                 item[1],
                 item[3] if len(item) > 3 else None,
@@ -517,7 +511,7 @@ class PartitionEngine:
         run_id: str | None = None,
         held: bool = False,
     ) -> None:
-        """Decide one message at `at_us`; `held` when it was pending or deferred until then."""
+        """Decide one message at `at_us`. `held` is True when it was pending or deferred until then."""
         send_id = send_id_of(campaign_id, occasion, key)
         ledger = state["ledger"]
         if send_id in ledger:
@@ -570,20 +564,14 @@ class PartitionEngine:
         )
         account = self._account(campaign)
         counters = self.counters.get(campaign_id) or new_campaign_counters()
-        limits = campaign.rules.delivery.limits
-        if held and limits.overall is not None and self._spent(limits.overall, counters):
-            # Held by the throttle or quiet hours until now, it can never be sent. It is
-            # reported now, because the throttle would hold it for another slot first.
-            decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.LIMIT_OVERALL)
-        else:
-            try:
-                decision = decide(
-                    candidate, campaign.rules, account, state["history"], counters, share=self.share
-                )
-            except InvalidValue as error:
-                decision = Decision(
-                    DeliveryOutcome.SKIP, reason=NotSentReason.RENDER_FAILED, detail=error.message
-                )
+        try:
+            decision = decide(
+                candidate, campaign.rules, account, state["history"], counters, share=self.share
+            )
+        except InvalidValue as error:
+            decision = Decision(
+                DeliveryOutcome.SKIP, reason=NotSentReason.RENDER_FAILED, detail=error.message
+            )
         effects.changed.add(key)
 
         if (
@@ -592,13 +580,13 @@ class PartitionEngine:
             and decision.send_at is not None
             and decision.send_at >= campaign.end_at
         ):
-            # It would wait for a time after the campaign's end: it is reported now.
+            # It would wait until after the campaign's end, so it is reported now.
             decision = _past_end(campaign.end_at)
         if decision.outcome is DeliveryOutcome.DEFER:
             assert decision.send_at is not None, "a deferral carries its time"
             send_at_us = moment_us(decision.send_at)
             if any(item[0] == campaign_id and item[1] == occasion for item in state["deferred"]):
-                # A copy of the event that triggered a message already waiting.
+                # This is a copy of the event behind a message that is already waiting.
                 return
             if decision.reason is NotSentReason.THROTTLED:
                 hold(counters, decision.send_at)
@@ -619,10 +607,11 @@ class PartitionEngine:
         )
         self.counters[campaign_id] = counters
         effects.meta_changed = True
+        overall = campaign.rules.delivery.limits.overall
         if (
-            limits.overall is not None
+            overall is not None
             and counters.get("held")
-            and self._spent(limits.overall, counters)
+            and counters["overall"] >= self.share.of(overall)
         ):
             # The messages still held can never be sent, so they are reported at once.
             self._call_back({campaign_id}, max(self.watermark_us or at_us, at_us), effects)
@@ -640,10 +629,6 @@ class PartitionEngine:
             source,
         )
         self._emit(notification, state, campaigns, effects)
-
-    def _spent(self, overall: int, counters: CampaignCounters) -> bool:
-        """Tell whether this partition has sent its share of a campaign's overall limit."""
-        return counters["overall"] >= self.share.of(overall)
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
         """Return the zone whose calendar days the behaviour counters use: the audiences'."""
@@ -770,6 +755,11 @@ def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
         # NOTE: past this many decisions in the horizon, the oldest ids are forgotten.
         for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - _MAX_LEDGER]:
             del ledger[old]
+
+
+def _booked(item: list[Any]) -> bool:
+    """Tell whether a deferred item has a place that the throttle booked for it."""
+    return len(item) > 4 and bool(item[4])
 
 
 def _past_end(end_at: datetime) -> Decision:

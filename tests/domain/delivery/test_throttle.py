@@ -43,6 +43,21 @@ def test_full_bucket_defers_to_next() -> None:
     assert throttled_until(throttle, counters, START + timedelta(minutes=5)) is None
 
 
+def _arrivals(
+    make_candidate: Callable[..., SendCandidate],
+) -> list[tuple[datetime, int, SendCandidate]]:
+    """Return a heap of one candidate every 0.72 s from 12:00:00, with its arrival number.
+
+    417 arrive in the first bucket, 417 in the second and 166 in the third.
+    """
+    queue = [
+        (START + timedelta(seconds=0.72 * i), i, make_candidate(START, user_id=f"user-{i}"))
+        for i in range(1000)
+    ]
+    heapq.heapify(queue)
+    return queue
+
+
 def test_thousand_candidates_in_twelve_minutes(
     make_campaign: Callable[..., CampaignRules],
     make_account: Callable[..., AccountRules],
@@ -50,13 +65,7 @@ def test_thousand_candidates_in_twelve_minutes(
 ) -> None:
     campaign = make_campaign({"throttle": {"max_per_5_minutes": 100}})
     account = make_account()
-    # One candidate every 0.72 s from 12:00:00: 417 arrive in the first bucket, 417 in
-    # the second and 166 in the third.
-    queue = [
-        (START + timedelta(seconds=0.72 * i), i, make_candidate(START, user_id=f"user-{i}"))
-        for i in range(1000)
-    ]
-    heapq.heapify(queue)
+    queue = _arrivals(make_candidate)
     counters = new_campaign_counters()
     sent_per_bucket: Counter[int] = Counter()
     deferrals = 0
@@ -91,11 +100,7 @@ def test_held_messages_book_their_buckets(
     campaign = make_campaign({"throttle": {"max_per_5_minutes": 100}})
     account = make_account()
     # The same arrivals as above, but each held message books its place.
-    queue = [
-        (START + timedelta(seconds=0.72 * i), i, make_candidate(START, user_id=f"user-{i}"))
-        for i in range(1000)
-    ]
-    heapq.heapify(queue)
+    queue = _arrivals(make_candidate)
     counters = new_campaign_counters()
     sent_per_bucket: Counter[int] = Counter()
     deferred: Counter[str] = Counter()

@@ -573,6 +573,11 @@ def test_flushed_sends_keep_their_buckets_throttled() -> None:
     assert max(buckets.values()) == 1
 
 
+def _slot(at_us: int) -> int:
+    """Return the 5-minute slot holding `at_us`, counted from the slot of T0."""
+    return at_us // 300_000_000 - _us(T0) // 300_000_000
+
+
 def test_held_sends_book_buckets_in_order() -> None:
     campaigns = _campaigns(payment=THROTTLED_PAYMENT)
     engine = PartitionEngine(0, EngineRules())
@@ -585,11 +590,8 @@ def test_held_sends_book_buckets_in_order() -> None:
     ]
     effects = [engine.process(envelopes, campaigns, NOW)]
 
-    first_bucket = _us(T0) // 300_000_000
     held = {
-        user: item[2] // 300_000_000 - first_bucket
-        for user, state in engine.users.items()
-        for item in state["deferred"]
+        user: _slot(item[2]) for user, state in engine.users.items() for item in state["deferred"]
     }
     # Each of the 29 held sends has a bucket of its own, booked when it was held.
     assert sorted(held.values()) == list(range(1, 30))
@@ -602,7 +604,7 @@ def test_held_sends_book_buckets_in_order() -> None:
     effects.append(engine.advance(_us(T0 + timedelta(hours=3)), campaigns, NOW))
 
     sent = {
-        s["user_id"]: _us(datetime.fromisoformat(s["send_at"])) // 300_000_000 - first_bucket
+        s["user_id"]: _slot(_us(datetime.fromisoformat(s["send_at"])))
         for e in effects
         for s in e.sends
     }
@@ -660,9 +662,8 @@ def test_held_event_copy_books_nothing() -> None:
     assert len(engine.users["b"]["deferred"]) == 1
     effects.append(engine.advance(_us(T0 + timedelta(hours=1)), campaigns, NOW))
 
-    first_bucket = _us(T0) // 300_000_000
     sent = sorted(
-        (_us(datetime.fromisoformat(s["send_at"])) // 300_000_000 - first_bucket, s["user_id"])
+        (_slot(_us(datetime.fromisoformat(s["send_at"]))), s["user_id"])
         for e in effects
         for s in e.sends
     )
