@@ -48,6 +48,7 @@ _DRAIN_MAX_S = 60.0
 # Message ids of the latency run: the prefix, the wall-clock produce time in nanoseconds
 # and a sequence number. The engine copies the id into each command's `trigger_id`.
 _STAMP_PREFIX = "lat"
+_WARMUP_PREFIX = "warm"
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,7 @@ class LatencyOptions:
     users: int
     rate: float
     seconds: float
+    warmup_s: float
     tick_s: float
     seed: int
     log_format: str
@@ -302,8 +304,8 @@ class LatencyResult:
     """Counts and latencies from the load-generating process.
 
     Attributes:
-        produced: events written.
-        produce_started: wall-clock epoch seconds of the first write.
+        produced: events written in the timed interval, after the warm-up.
+        produce_started: wall-clock epoch seconds of the first timed write.
         produce_s: seconds from the first write to the last acknowledgement.
         late_ticks: ticks that started more than one tick late, so that the next write
             carried more events than `rate * tick_s`.
@@ -414,11 +416,12 @@ def run_latency_client(options: LatencyOptions) -> LatencyResult:
 
 
 async def _latency_client(options: LatencyOptions) -> LatencyResult:
+    warmup = round(options.rate * options.warmup_s)
     count = round(options.rate * options.seconds)
     mix = EventMix(options.users, options.seed)
     now = datetime.now(UTC)
-    messages = mix.identifies(now)[:count]
-    messages += [mix.next_message(now) for _ in range(count - len(messages))]
+    messages = mix.identifies(now)[: warmup + count]
+    messages += [mix.next_message(now) for _ in range(warmup + count - len(messages))]
     envelopes = [envelope for envelope, _ in envelopes_of(messages)]
 
     kafka = options.kafka
@@ -439,9 +442,13 @@ async def _latency_client(options: LatencyOptions) -> LatencyResult:
         await producer.start()
         reader = _CommandReader(consumer)
         reading = asyncio.create_task(reader.run())
+        # Right after the topics are created, some runs sent the commands of their first
+        # second or so hundreds of milliseconds late, while later ones stayed in tens.
+        # A worker meets that once in its life, so the warm-up's commands are not timed.
+        await _write_at_rate(producer, envelopes[:warmup], options, _WARMUP_PREFIX)
         produced_wall = time.time()
         started_s = time.perf_counter()
-        late_ticks = await _write_at_rate(producer, envelopes, options)
+        late_ticks = await _write_at_rate(producer, envelopes[warmup:], options, _STAMP_PREFIX)
         produce_s = time.perf_counter() - started_s
         await reader.drain()
         reading.cancel()
@@ -451,7 +458,7 @@ async def _latency_client(options: LatencyOptions) -> LatencyResult:
         await producer.stop()
         await consumer.stop()
     return LatencyResult(
-        produced=len(envelopes),
+        produced=count,
         produce_started=produced_wall,
         produce_s=produce_s,
         late_ticks=late_ticks,
@@ -471,7 +478,7 @@ async def _wait_for_assignment(consumer: AIOKafkaConsumer) -> None:
 
 
 async def _write_at_rate(
-    producer: EventProducer, envelopes: list[dict[str, Any]], options: LatencyOptions
+    producer: EventProducer, envelopes: list[dict[str, Any]], options: LatencyOptions, prefix: str
 ) -> int:
     """Write `envelopes` at `options.rate`, one `send_events` call per tick.
 
@@ -487,7 +494,8 @@ async def _write_at_rate(
             late_ticks += 1
         due = min(len(envelopes), round((now_s - started_s) * options.rate))
         if due > written:
-            write = asyncio.create_task(producer.send_events(_stamped(envelopes, written, due)))
+            pairs = _stamped(envelopes, written, due, prefix)
+            write = asyncio.create_task(producer.send_events(pairs))
             writes.add(write)
             write.add_done_callback(writes.discard)
             written = due
@@ -498,7 +506,7 @@ async def _write_at_rate(
 
 
 def _stamped(
-    envelopes: list[dict[str, Any]], start: int, end: int
+    envelopes: list[dict[str, Any]], start: int, end: int, prefix: str
 ) -> list[tuple[dict[str, Any], bytes]]:
     """Give events start..end the current time, and encode it in their message ids."""
     produced_ns = time.time_ns()
@@ -506,7 +514,7 @@ def _stamped(
     pairs = []
     for index in range(start, end):
         envelope = envelopes[index]
-        envelope["message_id"] = f"{_STAMP_PREFIX}-{produced_ns}-{index}"
+        envelope["message_id"] = f"{prefix}-{produced_ns}-{index}"
         envelope["timestamp"] = moment
         envelope["received_at"] = moment
         pairs.append((envelope, orjson.dumps(envelope)))

@@ -142,7 +142,7 @@ def _throughput_table(results: _Results) -> Table:
     return table
 
 
-def _latency_table(run: LatencyRun) -> Table:
+def _latency_table(run: LatencyRun, warmup_s: float) -> Table:
     result = run.result
     table = Table(title="Send latency: event written to send command read (read_committed)")
     for column in ("p50 ms", "p90 ms", "p99 ms", "max ms", "commands timed", "note"):
@@ -152,7 +152,8 @@ def _latency_table(run: LatencyRun) -> Table:
         return table
     rate = result.produced / result.produce_s
     note = (
-        f"{result.produced:,} events at {rate:,.0f}/s, {result.late_ticks} late ticks; "
+        f"{result.produced:,} events at {rate:,.0f}/s after {warmup_s:g} s of warm-up, "
+        f"{result.late_ticks} late ticks; "
         f"engine processed {run.engine_events:,} events at {run.engine_cpu_share:.0%} of a core"
     )
     table.add_row(
@@ -217,6 +218,12 @@ def main(
     landing: Annotated[
         bool, typer.Option(help="Also time the Parquet landing and a plain consumer.")
     ] = True,
+    warmup: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds of writing at the same rate before the latency run's timer."
+        ),
+    ] = 3,
     latency: Annotated[bool, typer.Option(help="Run the latency measurement.")] = True,
     profile: Annotated[
         Path | None,
@@ -269,7 +276,14 @@ def main(
                 gc.collect()
                 latency_kafka = trigger_kafka(address, partition_count, f"{prefix}-latency")
                 options = LatencyOptions(
-                    latency_kafka, users, rate, seconds, _TICK_S, seed + 1, settings.log_format
+                    latency_kafka,
+                    users,
+                    rate,
+                    seconds,
+                    warmup,
+                    _TICK_S,
+                    seed + 1,
+                    settings.log_format,
                 )
                 results.latency = asyncio.run(
                     _measure_latency(settings, latency_kafka, options, f"{prefix}-latency")
@@ -280,7 +294,7 @@ def main(
     print(results.campaigns.describe())
     Console(width=180).print(_throughput_table(results))
     if results.latency is not None:
-        Console(width=180).print(_latency_table(results.latency))
+        Console(width=180).print(_latency_table(results.latency, warmup))
     print(f"At the end: {load_average()}")
     _print_targets(results)
 
