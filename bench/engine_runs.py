@@ -442,9 +442,8 @@ async def _latency_client(options: LatencyOptions) -> LatencyResult:
         await producer.start()
         reader = _CommandReader(consumer)
         reading = asyncio.create_task(reader.run())
-        # Right after the topics are created, some runs sent the commands of their first
-        # second or so hundreds of milliseconds late, while later ones stayed in tens.
-        # A worker meets that once in its life, so the warm-up's commands are not timed.
+        # Right after the topics were created, some runs sent their first second's commands
+        # hundreds of milliseconds late. A worker meets that once, so the warm-up is not timed.
         await _write_at_rate(producer, envelopes[:warmup], options, _WARMUP_PREFIX)
         produced_wall = time.time()
         started_s = time.perf_counter()

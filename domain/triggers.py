@@ -23,7 +23,7 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -49,14 +49,16 @@ __all__ = [
 DEFAULT_MAX_LATENESS_US = 2 * 3600 * 1_000_000
 DEFAULT_MAX_FUTURE_US = 2 * 60 * 1_000_000
 MAX_KEPT_CANCELS = 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _Matcher = Callable[[dict[str, Any]], bool]
 
 
 def epoch_us(timestamp: str) -> int:
     """Convert an envelope timestamp (`…Z`) to microseconds since the epoch."""
-    moment = datetime.fromisoformat(timestamp)
-    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    # This runs per event, and subtracting takes a third less time than `timestamp()`.
+    since = datetime.fromisoformat(timestamp) - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 def _micros(span: timedelta) -> int:
@@ -433,9 +435,15 @@ def on_event(
     steps = hits[0] if len(hits) == 1 else sorted(step for group in hits for step in group)
 
     fires: list[TriggerFire] = []
+    noted = ""
     for position, trigger in steps:
         if position % 2 == 0:  # a cancel step, see `_Step`
-            _cancel_windows(state, trigger, at_us)
+            # Campaigns on one cancelling condition share its times, so they are noted once.
+            if trigger.cancel_key != noted:
+                _note_cancel(state, trigger.cancel_key, at_us)
+                noted = trigger.cancel_key
+            if state.pending:
+                _close_windows(state, trigger, at_us)
             continue
         if trigger.profile is not None and not trigger.profile(traits):
             continue
@@ -459,9 +467,8 @@ def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int)
     return index < len(times) and times[index] <= at_us + trigger.offset_us
 
 
-def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
-    campaign = trigger.campaign_id
-    times = state.cancels.setdefault(trigger.cancel_key, [])
+def _note_cancel(state: TriggerState, cancel_key: str, at_us: int) -> None:
+    times = state.cancels.setdefault(cancel_key, [])
     index = bisect_left(times, at_us)
     if index == len(times) or times[index] != at_us:
         times.insert(index, at_us)
@@ -470,6 +477,10 @@ def _cancel_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -
             # this many newer `did_not` events may miss an older one inside its window.
             del times[:-MAX_KEPT_CANCELS]
         state.changed = True
+
+
+def _close_windows(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> None:
+    campaign = trigger.campaign_id
     pending = state.pending
     window_us = trigger.offset_us
     for item in pending:

@@ -9,7 +9,7 @@ keep working.
 
 from __future__ import annotations
 
-import re
+import operator
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -35,8 +35,7 @@ STRING_FIELDS = (
     "previous_id", "campaign_id", "variant", "channel",
 )  # fmt: skip
 JSON_FIELDS = ("properties", "traits", "context")
-# The form `format_timestamp` writes.
-_UTC_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+_SEPARATORS = operator.itemgetter(4, 7, 10, 13, 16, -1)
 
 
 def partition_key(envelope: dict[str, Any]) -> str:
@@ -137,10 +136,15 @@ def envelope_problem(envelope: Any) -> str | None:
 # The events of one API request share their `received_at`, so most lookups hit.
 @lru_cache(maxsize=1024)
 def _is_utc_timestamp(value: str) -> bool:
-    if not _UTC_TIMESTAMP.match(value):
+    # The form `format_timestamp` writes, 2024-03-13T10:21:14Z with 0 to 6 digits of fraction.
+    # Checking only the separators here is a third faster than a regular expression.
+    size = len(value)
+    if not (size == 20 or 22 <= size <= 27):
+        return False
+    if _SEPARATORS(value) != ("-", "-", "T", ":", ":", "Z") or (size > 20 and value[19] != "."):
         return False
     try:
-        datetime.fromisoformat(value)  # the pattern allows days such as 02-30
+        datetime.fromisoformat(value)  # also rejects days such as 02-30
     except ValueError:
         return False
     return True

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,9 +47,6 @@ from streams.producer import EventProducer
 __all__ = ["LandingStats", "ParquetLanding"]
 
 logger = logging.getLogger(__name__)
-
-# The form `format_timestamp` writes; the date partition is read from its first ten characters.
-_UTC_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 
 @dataclass(slots=True)
