@@ -24,7 +24,7 @@ test-postgres:
 	HERALD_TEST_DATABASE_URL="$$(cat .herald/postgres-url)" $(PYTHON) -m pytest -q -m "not kafka" \
 		tests/api/test_labels.py tests/api/test_campaigns.py tests/api/test_campaigns_cli.py \
 		tests/api/test_campaigns_edit_rules.py tests/api/test_campaigns_roles.py \
-		tests/api/test_invalid_json_values.py tests/control; \
+		tests/api/test_invalid_json_values.py tests/api/test_account_delivery.py tests/control; \
 		status=$$?; bash .ci/postgres.sh stop; exit $$status
 
 ## From nothing: install, start Kafka, a worker and the API, replay the reference dataset,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -132,27 +133,45 @@ def authenticate(session: Session, token: str) -> User:
 
 
 def update_account(session: Session, actor: User, update: AccountUpdate, now: datetime) -> Account:
-    """Change the account's time zone or approval workflow, as the admin `actor`."""
+    """Change the account's time zone, approval workflow or delivery settings, as the admin
+    `actor`."""
     account = actor.account
-    before = {"timezone": account.timezone, "approval_workflow": account.approval_workflow}
+    before = _settings(account)
     if update.timezone is not None:
         account.timezone = check_timezone(update.timezone)
     if update.approval_workflow is not None:
         account.approval_workflow = update.approval_workflow
-    after = {"timezone": account.timezone, "approval_workflow": account.approval_workflow}
+    if "delivery" in update.model_fields_set:
+        delivery = update.delivery
+        account.delivery = None if delivery is None else delivery.model_dump(mode="json")
+    after = _settings(account)
     changes = {k: {"from": before[k], "to": after[k]} for k in before if before[k] != after[k]}
     record_audit(session, actor, "account", account.id, "update", now, changes=changes)
-    if "timezone" in changes:
+    if "timezone" in changes or "delivery" in changes:
         _republish_campaigns(session, account, now)
     session.commit()
+    if "delivery" in changes:
+        logger.info(
+            "account delivery settings changed",
+            extra={"account_id": account.id, "user_id": actor.id},
+        )
     return account
 
 
+def _settings(account: Account) -> dict[str, Any]:
+    return {
+        "timezone": account.timezone,
+        "approval_workflow": account.approval_workflow,
+        "delivery": account.delivery,
+    }
+
+
 def _republish_campaigns(session: Session, account: Account, now: datetime) -> None:
-    """Queue every campaign again, because run times in its definition follow the zone."""
+    """Queue every campaign again, because its definition carries the account's zone and
+    delivery settings, which the workers apply."""
     query = select(Campaign).where(Campaign.account_id == account.id)
     for campaign in session.scalars(query):
-        definition = campaign_definition(campaign, account.timezone)
+        definition = campaign_definition(campaign, account)
         enqueue_definition(session, "campaign", campaign.id, definition, now)
 
 

@@ -301,7 +301,7 @@ def save_change(
         to_state=campaign.state,
         comment=comment,
     )
-    definition = campaign_definition(campaign, actor.account.timezone)
+    definition = campaign_definition(campaign, actor.account)
     enqueue_definition(session, "campaign", campaign.id, definition, now)
     session.commit()
     logger.info(

@@ -85,7 +85,7 @@ def rename_label(session: Session, actor: User, label_id: str, raw: str, now: da
             session,
             "campaign",
             campaign.id,
-            campaign_definition(campaign, actor.account.timezone),
+            campaign_definition(campaign, actor.account),
             now,
         )
     session.commit()

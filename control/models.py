@@ -68,6 +68,8 @@ class Account(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     approval_workflow: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # `AccountDeliverySettings` as JSON; null while the workers' own settings apply.
+    delivery: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class User(Base):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from control.models import AuditEntry, Campaign, Label, Segment
+from control.models import Account, AuditEntry, Campaign, Label, Segment
 from domain.schedule import first_run_at
 from schemas.campaign import AuditEntryPublic, CampaignPublic, When
 from schemas.label import LabelPublic
@@ -60,11 +60,14 @@ def campaign_public(
     )
 
 
-def campaign_definition(campaign: Campaign, timezone: str) -> dict[str, Any]:
-    """Return the feed definition: the public view plus the definition workers send from."""
+def campaign_definition(campaign: Campaign, account: Account) -> dict[str, Any]:
+    """Return the feed definition: the public view, the definition workers send from, and
+    the account settings they apply."""
+    timezone = account.timezone
     definition = campaign_public(campaign, timezone).model_dump(mode="json", exclude={"warnings"})
     definition["account_id"] = campaign.account_id
     definition["timezone"] = timezone
+    definition["account_delivery"] = account.delivery
     definition["live_definition"] = campaign.live_definition
     return definition
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.delivery import AccountDeliverySettings
 from schemas.text import StoredText
 
 __all__ = [
@@ -38,15 +39,30 @@ class _Contract(BaseModel):
 
 
 class AccountPublic(_Contract):
+    """An account's settings.
+
+    `delivery` contains the frequency caps per channel and the account-wide control group
+    that apply to every campaign of the account. Null means the workers' own settings
+    (`HERALD_ENGINE__FREQUENCY_CAPS`, `HERALD_ENGINE__CONTROL_GROUP_PERCENT`) apply.
+    """
+
     id: str
     name: str
     timezone: str
     approval_workflow: bool
+    delivery: AccountDeliverySettings | None = None
 
 
 class AccountUpdate(_Contract):
+    """A change of account settings; a field left out keeps its value.
+
+    `delivery` replaces the account's delivery settings as a whole. An explicit null gives
+    the account back the workers' own settings.
+    """
+
     timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     approval_workflow: bool | None = None
+    delivery: AccountDeliverySettings | None = None
 
 
 class UserCreate(_Contract):

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from domain.delivery import CampaignRules
+from domain.delivery import AccountRules, CampaignRules
 from domain.lifecycle import CampaignState
 from domain.segments import SegmentEvaluator
 from domain.segments.state import Feature, features_of
@@ -31,6 +31,7 @@ from schemas.campaign import (
     Who,
 )
 from schemas.campaign_message import WhatSection
+from schemas.delivery import AccountDeliverySettings
 from schemas.segment_rules import parse_segment_rule
 
 __all__ = [
@@ -72,6 +73,9 @@ class LiveCampaign:
     audience: SegmentEvaluator | None
     start_at: datetime | None
     end_at: datetime | None
+    # The account's frequency caps and control group as published with the campaign, or
+    # None when the account has none of its own and the engine's settings apply.
+    account: AccountRules | None = None
 
     @property
     def channel(self) -> str:
@@ -185,7 +189,17 @@ def _compile_one(
         audience=_audience(_WHO.validate_python(definition["who"]), segments, timezone),
         start_at=when.start_at,
         end_at=when.end_at,
+        account=_account_rules(stored),
     )
+
+
+def _account_rules(stored: Mapping[str, Any]) -> AccountRules | None:
+    settings = stored.get("account_delivery")
+    if settings is None:
+        return None
+    # The engine puts its own zone in place of a missing one.
+    timezone = stored.get("timezone") or ""
+    return AccountRules(timezone, AccountDeliverySettings.model_validate(settings))
 
 
 def _audience(

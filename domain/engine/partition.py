@@ -47,7 +47,7 @@ import hashlib
 import heapq
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -642,9 +642,17 @@ class PartitionEngine:
         return rules
 
     def _account(self, campaign: LiveCampaign) -> AccountRules:
-        """Return the account rules in the campaign's account time zone, as the control
-        plane published it; campaigns without one get the engine's own setting."""
-        return self._zone_rules(campaign.timezone or self.rules.account.timezone)
+        """Return the account rules that the control plane published with the campaign.
+
+        A campaign published without its account's time zone gets the engine's zone, and
+        one without the account's delivery settings gets the engine's caps and control group.
+        """
+        account = campaign.account
+        if account is None:
+            return self._zone_rules(campaign.timezone or self.rules.account.timezone)
+        if campaign.timezone is None:
+            return replace(account, timezone=self.rules.account.timezone)
+        return account
 
     def _not_sent(
         self,

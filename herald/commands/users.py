@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -12,7 +13,14 @@ from control.clock import SystemClock
 from control.db import ControlStore
 from control.models import User
 from domain.errors import DomainError
-from herald.commands.api_client import DEFAULT_URL, ApiClient, TokenOption, UrlOption, print_json
+from herald.commands.api_client import (
+    DEFAULT_URL,
+    ApiClient,
+    TokenOption,
+    UrlOption,
+    load_document,
+    print_json,
+)
 from herald.config import HeraldSettings
 from schemas.account import Role
 
@@ -91,3 +99,25 @@ def set_workflow(
 ) -> None:
     """Turn the account's approval workflow on or off."""
     print_json(ApiClient(url, token).request("PATCH", "/account", {"approval_workflow": enabled}))
+
+
+@app.command("delivery")
+def set_delivery(
+    token: TokenOption,
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="YAML or JSON file of the settings: `frequency_caps` and `control_group_percent`."
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Drop the account's settings; the workers' apply.")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Set the frequency caps and control group of every campaign of the account."""
+    if (file is None) == (not clear):
+        typer.echo("error: give a settings file, or --clear", err=True)
+        raise typer.Exit(2)
+    settings = load_document(file) if file is not None else None
+    print_json(ApiClient(url, token).request("PATCH", "/account", {"delivery": settings}))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from typer.testing import CliRunner
@@ -158,6 +159,31 @@ def test_cli_reports_api_errors(live_api: dict[str, str]) -> None:
     assert "rejected: label 'Sale!' contains '!', which labels may not contain" in labels.stderr
     assert missing.exit_code == 1
     assert "error: 422 labels.0: label 'Onboarding' does not exist" in missing.stderr
+
+
+def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path: Path) -> None:
+    token = _run(live_api, "users", "bootstrap", "--email", _admin_email()).strip()
+    env = {**live_api, "HERALD_TOKEN": token}
+    settings = tmp_path / "delivery.yaml"
+    settings.write_text(
+        "frequency_caps:\n  channels:\n    sms: {max_messages: 1, days: 1}\n"
+        "control_group_percent: 2\n"
+    )
+    invalid = tmp_path / "invalid.yaml"
+    invalid.write_text("control_group_percent: 9\n")
+
+    saved = orjson.loads(_run(env, "users", "delivery", str(settings)))
+    rejected = CliRunner().invoke(cli, ["users", "delivery", str(invalid)], env=env)
+    neither = CliRunner().invoke(cli, ["users", "delivery"], env=env)
+    cleared = orjson.loads(_run(env, "users", "delivery", "--clear"))
+
+    assert saved["delivery"]["frequency_caps"]["channels"]["sms"]["max_messages"] == 1
+    assert saved["delivery"]["control_group_percent"] == 2
+    assert rejected.exit_code == 1
+    assert "delivery.control_group_percent" in rejected.stderr
+    assert neither.exit_code == 2
+    assert "give a settings file, or --clear" in neither.stderr
+    assert cleared["delivery"] is None
 
 
 def test_cli_follows_the_api_port(live_api: dict[str, str]) -> None:

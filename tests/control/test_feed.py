@@ -104,6 +104,7 @@ def _edit_sequence(client: TestClient, token: str) -> dict[str, str]:
     )
     call("POST", f"/campaigns/{second['id']}/publish", {})
     call("POST", f"/campaigns/{second['id']}/stop")
+    call("PATCH", "/account", {"delivery": {"control_group_percent": 3}})
     call("POST", "/labels", {"names": ["Late"]})
     return {
         "first": first["id"],
@@ -148,6 +149,9 @@ def test_feed_holds_current_definitions(
         assert definition == {k: v for k, v in expected[key].items() if k != "warnings"}
     assert table[ids["second"]]["definition"]["state"] == "stopped"
     assert table[ids["first"]]["definition"]["live_definition"]["name"] == "Spring sale, day 1"
+    for key in ("first", "second"):
+        delivery = table[ids[key]]["definition"]["account_delivery"]
+        assert delivery == {"frequency_caps": {"channels": {}}, "control_group_percent": 3}
     assert table[ids["sale"]]["definition"]["name"] == "Spring Sale"
     assert table[ids["segment"]]["definition"]["definition"] == {
         "type": "trait",

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.delivery import in_control_group
+from domain.delivery import AccountRules, in_account_control_group, in_control_group
 from domain.engine import (
     NOT_SENT_EVENT,
     SENT_EVENT,
@@ -20,6 +20,7 @@ from domain.engine import (
     send_id_of,
 )
 from schemas.campaign import CampaignCreate
+from schemas.delivery import AccountDeliverySettings, ChannelFrequencyCap, GlobalFrequencyCaps
 from schemas.envelope import format_timestamp
 from tests.domain.engine.reference import (
     ECOM_CSV,
@@ -274,6 +275,83 @@ def test_control_group_is_recorded_not_sent() -> None:
     assert sorted(e["user_id"] for e in not_sent) == sorted(held)
     assert {e["properties"]["reason"] for e in not_sent} == {"control_group"}
     assert effects.reasons == Counter({("payment", "control_group"): len(held)})
+
+
+def _with_account_delivery(
+    account_delivery: dict[str, Any] | None, **bodies: dict[str, Any]
+) -> CampaignSet:
+    entries = {}
+    for campaign_id, body in bodies.items():
+        entry = catalog_entry(CampaignCreate.model_validate(body))
+        entries[campaign_id] = {**entry, "account_delivery": account_delivery}
+    return compile_campaigns(entries, {})
+
+
+def test_account_caps_published_with_campaigns_apply() -> None:
+    one_push_a_day = {"frequency_caps": {"channels": {"push": {"max_messages": 1, "days": 1}}}}
+    campaigns = _with_account_delivery(
+        one_push_a_day,
+        payment=_campaign({"type": "event", "event": "payment_error"}),
+        cart=_campaign({"type": "event", "event": "add_to_cart"}),
+    )
+    # The engine's own settings cap nothing, and the account's settings replace them.
+    engine = PartitionEngine(0, EngineRules())
+    effects = engine.process(
+        [
+            _identify("u1", T0),
+            _event("u1", "payment_error", T0),
+            _event("u1", "add_to_cart", T0 + timedelta(minutes=1)),
+        ],
+        campaigns,
+        NOW,
+    )
+    assert [send["campaign_id"] for send in effects.sends] == ["payment"]
+    assert effects.reasons == Counter({("cart", "global_cap"): 1})
+
+
+def test_engine_caps_apply_without_account_settings() -> None:
+    engine_caps = GlobalFrequencyCaps(channels={"push": ChannelFrequencyCap(max_messages=1)})
+    rules = EngineRules(
+        account=AccountRules("UTC", AccountDeliverySettings(frequency_caps=engine_caps))
+    )
+    envelopes = [
+        _identify("u1", T0),
+        _event("u1", "payment_error", T0),
+        _event("u1", "add_to_cart", T0 + timedelta(minutes=1)),
+    ]
+    bodies = {
+        "payment": _campaign({"type": "event", "event": "payment_error"}),
+        "cart": _campaign({"type": "event", "event": "add_to_cart"}),
+    }
+
+    defaults = PartitionEngine(0, rules).process(
+        envelopes, _with_account_delivery(None, **bodies), NOW
+    )
+    uncapped = PartitionEngine(0, rules).process(
+        envelopes, _with_account_delivery({}, **bodies), NOW
+    )
+
+    assert len(defaults.sends) == 1
+    assert defaults.reasons == Counter({("cart", "global_cap"): 1})
+    # An account that saved settings without caps is not capped by the engine's.
+    assert len(uncapped.sends) == 2
+
+
+def test_account_control_group_published_with_campaigns() -> None:
+    campaigns = _with_account_delivery(
+        {"control_group_percent": 5},
+        payment=_campaign({"type": "event", "event": "payment_error"}),
+    )
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n}" for n in range(1000)]
+    envelopes = [
+        e for user in users for e in (_identify(user, T0), _event(user, "payment_error", T0))
+    ]
+    effects = engine.process(envelopes, campaigns, NOW)
+    in_group = [user for user in users if in_account_control_group(5, user)]
+    assert in_group
+    assert len(effects.sends) == 1000 - len(in_group)
+    assert effects.reasons == Counter({("payment", "account_control_group"): len(in_group)})
 
 
 def test_unreachable_user_is_counted_not_sent() -> None:
