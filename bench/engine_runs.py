@@ -368,8 +368,8 @@ async def measure_latency(
         with (
             ProcessPoolExecutor(max_workers=1, mp_context=context) as pool,
             console.status(
-                f"Latency: {options.rate:,.0f} events/s for {options.seconds:g} s "
-                "from a second process"
+                f"Latency: {options.rate:,.0f} events/s for {options.warmup_s:g} s of warm-up "
+                f"and {options.seconds:g} s timed, from a second process"
             ),
         ):
             result = await asyncio.get_running_loop().run_in_executor(

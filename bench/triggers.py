@@ -154,7 +154,8 @@ def _latency_table(run: LatencyRun, warmup_s: float) -> Table:
     note = (
         f"{result.produced:,} events at {rate:,.0f}/s after {warmup_s:g} s of warm-up, "
         f"{result.late_ticks} late ticks; "
-        f"engine processed {run.engine_events:,} events at {run.engine_cpu_share:.0%} of a core"
+        f"meanwhile the engine read {run.engine_events:,} events (its own Notification "
+        f"events and any warm-up backlog included) at {run.engine_cpu_share:.0%} of a core"
     )
     table.add_row(
         f"{result.percentile(0.50):.1f}",
@@ -221,7 +222,9 @@ def main(
     warmup: Annotated[
         float,
         typer.Option(
-            min=0, help="Seconds of writing at the same rate before the latency run's timer."
+            min=0,
+            max=600,
+            help="Seconds of writing at the same rate before the latency run's timer.",
         ),
     ] = 3,
     latency: Annotated[bool, typer.Option(help="Run the latency measurement.")] = True,

@@ -139,7 +139,8 @@ def _is_utc_timestamp(value: str) -> bool:
     # The form `format_timestamp` writes, 2024-03-13T10:21:14Z with 0 to 6 digits of fraction.
     # Checking only the separators here is a third faster than a regular expression.
     size = len(value)
-    if not (size == 20 or 22 <= size <= 27):
+    # `fromisoformat` stops reading at a NUL, so "…14.1Z\x00abcZ" would otherwise pass.
+    if not (size == 20 or 22 <= size <= 27) or "\x00" in value:
         return False
     if _SEPARATORS(value) != ("-", "-", "T", ":", ":", "Z") or (size > 20 and value[19] != "."):
         return False

@@ -52,6 +52,8 @@ def test_accepts_utc_forms(timestamp: str) -> None:
         "2023-02-29T10:21:14Z",
         "2024-03-13T24:00:00Z",
         "\uff12024-03-13T10:21:14Z",  # a full-width digit
+        "2024-03-13T10:21:14.1Z\x00abcZ",
+        "2024-02-29T23:59:59.Z\x00Z",
         "",
     ],
 )
