@@ -83,6 +83,7 @@ class _Compiler:
     tz: str
     today: date
     horizon_start: date
+    account_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     counts: list[str] = field(default_factory=list)
     _shared: dict[str, str] = field(default_factory=dict)
@@ -105,9 +106,17 @@ class _Compiler:
 
 
 def compile_segment(
-    rule: SegmentRule, *, now: datetime, tz: str, horizon_days: int = DEFAULT_HORIZON_DAYS
+    rule: SegmentRule,
+    *,
+    now: datetime,
+    tz: str,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    account_id: str | None = None,
 ) -> SegmentQuery:
     """Compile a rule into the query of its members at `now`, by days of time zone `tz`.
+
+    With `account_id`, label conditions count only the Notification events of that
+    account's campaigns.
 
     Raises:
         ValueError: `now` is naive.
@@ -116,7 +125,7 @@ def compile_segment(
         raise ValueError(f"`now` must be timezone-aware, got {now.isoformat()}")
     today = now.astimezone(ZoneInfo(tz)).date()
     horizon_start = date.fromordinal(today.toordinal() - horizon_days + 1)
-    compiler = _Compiler(format_timestamp(now), tz, today, horizon_start)
+    compiler = _Compiler(format_timestamp(now), tz, today, horizon_start, account_id)
     sql = _assemble(compiler, _rule_sql(compiler, rule))
     # DuckDB rejects unused parameters, and a test that is constant false drops its path.
     used = set(re.findall(r"\$(p[0-9]+)\b", sql))
@@ -212,6 +221,11 @@ def _behaviour_sql(compiler: _Compiler, rule: EventRule | MessageRule) -> str:
             conditions.append(
                 f"coalesce(list_contains(labels, {compiler.bind(rule.label)}), false)"
             )
+            if compiler.account_id is not None:
+                account = compiler.bind(compiler.account_id)
+                conditions.append(
+                    f"coalesce(json_extract_string(properties, '$.account_id') = {account}, false)"
+                )
     else:
         conditions.append(f"event = {compiler.bind(rule.event)}")
         for item in rule.filters:
@@ -323,9 +337,10 @@ def segment_members(
     now: datetime,
     tz: str,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
+    account_id: str | None = None,
 ) -> list[str]:
     """Return the sorted ids of the segment's members at `now`."""
-    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days)
+    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days, account_id=account_id)
     return [row[0] for row in connection.execute(query.sql, query.params).fetchall()]
 
 
@@ -336,13 +351,14 @@ def count_members(
     now: datetime,
     tz: str,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
+    account_id: str | None = None,
 ) -> int:
     """Count the segment's members at `now`: the size a campaign run at `now` would target.
 
     The count is exact for the landed data. That data trails the stream by the landing
     flush interval, so the count is an estimate of the streaming side's audience.
     """
-    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days)
+    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days, account_id=account_id)
     rows = connection.execute(f"SELECT count(*) FROM ({query.sql})", query.params).fetchall()
     return int(rows[0][0])
 
@@ -355,13 +371,14 @@ def export_members(
     now: datetime,
     tz: str,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
+    account_id: str | None = None,
 ) -> int:
     """Write the members' ids to a Parquet file with one `user_id` column, atomically.
 
     Returns:
         The number of members written.
     """
-    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days)
+    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days, account_id=account_id)
     table: pa.Table = connection.sql(query.sql, params=query.params).to_arrow_table()
     write_parquet_atomically(table, path)
     return int(table.num_rows)
@@ -375,9 +392,10 @@ def is_member(
     now: datetime,
     tz: str,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
+    account_id: str | None = None,
 ) -> bool:
     """Return whether one user belongs to the segment at `now`, from the landed data."""
-    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days)
+    query = compile_segment(rule, now=now, tz=tz, horizon_days=horizon_days, account_id=account_id)
     params = {**query.params, "member_user_id": user_id}
     sql = f"SELECT count(*) FROM ({query.sql}) WHERE user_id = $member_user_id"
     return bool(connection.execute(sql, params).fetchall()[0][0])

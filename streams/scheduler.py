@@ -150,7 +150,9 @@ class RunScheduler:
             if definition is None:
                 return [row[0] for row in connection.execute(_ALL_USERS_SQL).fetchall()]
             rule = parse_segment_rule(definition)
-            members = segment_members(connection, rule, now=run.run_at, tz=run.timezone)
+            members = segment_members(
+                connection, rule, now=run.run_at, tz=run.timezone, account_id=run.account_id
+            )
         if within is None:
             return members
         dated = set(within)

@@ -155,7 +155,9 @@ def estimate_segment(
     now = clock.now()
     connection, rule = _audience(body.definition, settings)
     with connection:
-        size = count_members(connection, rule, now=now, tz=user.account.timezone)
+        size = count_members(
+            connection, rule, now=now, tz=user.account.timezone, account_id=user.account_id
+        )
     return SegmentSize(size=size, as_of=now)
 
 
@@ -172,7 +174,9 @@ def read_segment_size(
     now = clock.now()
     connection, rule = _audience(segment.definition, settings)
     with connection:
-        size = count_members(connection, rule, now=now, tz=user.account.timezone)
+        size = count_members(
+            connection, rule, now=now, tz=user.account.timezone, account_id=user.account_id
+        )
     return SegmentSize(size=size, as_of=now)
 
 
@@ -188,7 +192,9 @@ def read_segment_members(
     segment = _checked_segment(session, user.account_id, segment_id)
     connection, rule = _audience(segment.definition, settings)
     with connection:
-        members = segment_members(connection, rule, now=clock.now(), tz=user.account.timezone)
+        members = segment_members(
+            connection, rule, now=clock.now(), tz=user.account.timezone, account_id=user.account_id
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["user_id"])
@@ -219,5 +225,7 @@ def read_segment_membership(
     now = clock.now()
     connection, rule = _audience(segment.definition, settings)
     with connection:
-        member = is_member(connection, rule, user_id, now=now, tz=user.account.timezone)
+        member = is_member(
+            connection, rule, user_id, now=now, tz=user.account.timezone, account_id=user.account_id
+        )
     return SegmentMembership(user_id=user_id, member=member, as_of=now)

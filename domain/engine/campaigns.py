@@ -65,6 +65,8 @@ class LiveCampaign:
     campaign_id: str
     name: str
     labels: tuple[str, ...]
+    # The account that owns the campaign, which its Notification events name.
+    account_id: str | None
     # The account's IANA time zone when the campaign was published.
     timezone: str | None
     trigger: CompiledTrigger | None
@@ -95,6 +97,7 @@ class StoppedCampaign:
     campaign_id: str
     channel: str
     labels: tuple[str, ...]
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,10 @@ def compile_campaigns(
             continue
         if stored.get("state") not in SCHEDULED_STATES:
             stopped[campaign_id] = StoppedCampaign(
-                campaign_id, definition.get("channel", ""), tuple(definition.get("labels") or ())
+                campaign_id,
+                definition.get("channel", ""),
+                tuple(definition.get("labels") or ()),
+                stored.get("account_id"),
             )
             continue
         try:
@@ -182,11 +188,14 @@ def _compile_one(
         campaign_id=campaign_id,
         name=definition.get("name") or stored.get("name") or campaign_id,
         labels=tuple(definition.get("labels") or ()),
+        account_id=stored.get("account_id"),
         timezone=stored.get("timezone"),
         trigger=trigger,
         when=when,
         rules=rules,
-        audience=_audience(_WHO.validate_python(definition["who"]), segments, timezone),
+        audience=_audience(
+            _WHO.validate_python(definition["who"]), segments, timezone, stored.get("account_id")
+        ),
         start_at=when.start_at,
         end_at=when.end_at,
         account=_account_rules(stored),
@@ -203,16 +212,18 @@ def _account_rules(stored: Mapping[str, Any]) -> AccountRules | None:
 
 
 def _audience(
-    who: Any, segments: Mapping[str, Mapping[str, Any]], timezone: str
+    who: Any, segments: Mapping[str, Mapping[str, Any]], timezone: str, account_id: str | None
 ) -> SegmentEvaluator | None:
     if isinstance(who, InlineSegmentAudience):
-        return SegmentEvaluator(parse_segment_rule(who.definition), timezone)
-    if isinstance(who, SavedSegmentAudience):
+        definition = who.definition
+    elif isinstance(who, SavedSegmentAudience):
         segment = segments.get(who.segment_id)
         if segment is None:
             raise KeyError(f"saved segment {who.segment_id!r} is not in the catalog")
-        return SegmentEvaluator(parse_segment_rule(segment["definition"]), timezone)
-    return None
+        definition = segment["definition"]
+    else:
+        return None
+    return SegmentEvaluator(parse_segment_rule(definition), timezone, account_id=account_id)
 
 
 def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -> CampaignSet:
@@ -223,7 +234,8 @@ def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -
     for campaign in live.values():
         if campaign.audience is not None:
             audience_timezone = audience_timezone or campaign.timezone
-            for feature in features_of(campaign.audience.rule):
+            audience = campaign.audience
+            for feature in features_of(audience.rule, audience.account_id):
                 features.setdefault(feature.key, feature)
         trigger = campaign.trigger
         if trigger is None:

@@ -835,6 +835,9 @@ def _notification(
     properties: dict[str, Any],
 ) -> dict[str, Any]:
     profile = state["profile"]
+    if campaign.account_id is not None:
+        # Segments scope label conditions to an account by this property.
+        properties = {**properties, "account_id": campaign.account_id}
     return {
         "message_id": send_id,
         "type": "track",

@@ -69,19 +69,27 @@ class SegmentEvaluator:
         tz: the account's IANA time zone name; day windows are its calendar days.
         horizon_days: how many local days, today included, the behaviour state keeps;
             it must be the value the state was built with.
+        account_id: the account whose segment this is; its label conditions then count
+            only Notification events of that account's campaigns.
 
     Raises:
         ValueError: a `last_days` window is longer than `horizon_days`.
     """
 
     def __init__(
-        self, rule: SegmentRule, tz: str, *, horizon_days: int = DEFAULT_HORIZON_DAYS
+        self,
+        rule: SegmentRule,
+        tz: str,
+        *,
+        horizon_days: int = DEFAULT_HORIZON_DAYS,
+        account_id: str | None = None,
     ) -> None:
         self.rule = rule
         self.zone = ZoneInfo(tz)
         self.horizon_days = horizon_days
+        self.account_id = account_id
         _check_horizon(rule, horizon_days)
-        self._predicate = _compile(rule, self.zone)
+        self._predicate = _compile(rule, _Scope(self.zone, account_id))
 
     def matches(self, traits: _Traits, state: BehaviourState, now: datetime) -> bool:
         """Tell whether a user with these traits and this behaviour is in the segment at `now`.
@@ -107,25 +115,31 @@ def _check_horizon(rule: SegmentRule, horizon_days: int) -> None:
             )
 
 
-def _compile(rule: SegmentRule, zone: ZoneInfo) -> _Predicate:
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    zone: ZoneInfo
+    account_id: str | None
+
+
+def _compile(rule: SegmentRule, scope: _Scope) -> _Predicate:
     if isinstance(rule, (AndRule, OrRule)):
-        return _compile_group(rule, zone)
+        return _compile_group(rule, scope)
     if isinstance(rule, NotRule):
-        inner = _compile(rule.rule, zone)
+        inner = _compile(rule.rule, scope)
         return lambda traits, features, clock: not inner(traits, features, clock)
     if isinstance(rule, TraitRule):
         return _compile_trait(rule)
     if isinstance(rule, TraitDateRule):
-        return _compile_trait_date(rule, zone)
+        return _compile_trait_date(rule, scope.zone)
     if isinstance(rule, (EventRule, MessageRule)):
-        return _compile_behaviour(rule)
+        return _compile_behaviour(rule, scope.account_id)
     if isinstance(rule, HasContactRule):
         return _compile_contact(rule)
     return _compile_subscribed(rule)
 
 
-def _compile_group(rule: AndRule | OrRule, zone: ZoneInfo) -> _Predicate:
-    parts = tuple(_compile(child, zone) for child in rule.rules)
+def _compile_group(rule: AndRule | OrRule, scope: _Scope) -> _Predicate:
+    parts = tuple(_compile(child, scope) for child in rule.rules)
     if isinstance(rule, AndRule):
         return lambda traits, features, clock: all(p(traits, features, clock) for p in parts)
     return lambda traits, features, clock: any(p(traits, features, clock) for p in parts)
@@ -178,8 +192,8 @@ def _compile_subscribed(rule: SubscribedRule) -> _Predicate:
     return test
 
 
-def _compile_behaviour(rule: EventRule | MessageRule) -> _Predicate:
-    key = feature_of(rule).key
+def _compile_behaviour(rule: EventRule | MessageRule, account_id: str | None) -> _Predicate:
+    key = feature_of(rule, account_id).key
     day_range = _day_range(rule.window)
     holds = _count_test(rule.count)
     did = rule.did

@@ -77,6 +77,9 @@ class Feature:
     campaign_id: str | None
     label: str | None
     filters: tuple[tuple[str, ValuePredicate], ...]
+    # Set for a label condition of one account's segment: only that account's Notification
+    # events count, because two accounts may use the same label name.
+    account_id: str | None = None
 
     def matches(self, envelope: dict[str, Any]) -> bool:
         """Tell whether a track event counts for this feature."""
@@ -87,44 +90,61 @@ class Feature:
         if self.label is not None and self.label not in (envelope.get("labels") or ()):
             return False
         properties = envelope.get("properties") or {}
+        if self.account_id is not None and properties.get("account_id") != self.account_id:
+            return False
         return all(test(properties.get(name)) for name, test in self.filters)
 
 
-def feature_of(rule: EventRule | MessageRule) -> Feature:
-    """Build the feature an event or message condition counts."""
+def feature_of(rule: EventRule | MessageRule, account_id: str | None = None) -> Feature:
+    """Build the feature an event or message condition counts.
+
+    `account_id` is the account whose segment the condition belongs to. A label condition
+    then counts only the Notification events of that account's campaigns.
+    """
     if isinstance(rule, MessageRule):
-        return _feature(MESSAGE_EVENTS[rule.action], [], rule.campaign_id, rule.label)
-    return _feature(rule.event, rule.filters, None, None)
+        scope = account_id if rule.label is not None else None
+        return _feature(MESSAGE_EVENTS[rule.action], [], rule.campaign_id, rule.label, scope)
+    return _feature(rule.event, rule.filters, None, None, None)
 
 
 def _feature(
-    event: str, filters: list[PropertyFilter], campaign_id: str | None, label: str | None
+    event: str,
+    filters: list[PropertyFilter],
+    campaign_id: str | None,
+    label: str | None,
+    account_id: str | None,
 ) -> Feature:
     dumped = sorted(
         (f.model_dump(mode="json") for f in filters),
         key=lambda item: orjson.dumps(item, option=orjson.OPT_SORT_KEYS),
     )
-    canonical = orjson.dumps(
-        {"event": event, "filters": dumped, "campaign_id": campaign_id, "label": label},
-        option=orjson.OPT_SORT_KEYS,
-    ).decode()
+    described: dict[str, Any] = {
+        "event": event,
+        "filters": dumped,
+        "campaign_id": campaign_id,
+        "label": label,
+    }
+    if account_id is not None:
+        # Only when set, so that the keys of the counts kept so far stay the same.
+        described["account_id"] = account_id
+    canonical = orjson.dumps(described, option=orjson.OPT_SORT_KEYS).decode()
     key = hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
     tests = tuple((f.property, value_predicate(f.op, f.value)) for f in filters)
-    return Feature(key, event, canonical, campaign_id, label, tests)
+    return Feature(key, event, canonical, campaign_id, label, tests, account_id)
 
 
-def features_of(rule: SegmentRule) -> tuple[Feature, ...]:
+def features_of(rule: SegmentRule, account_id: str | None = None) -> tuple[Feature, ...]:
     """List the features a rule needs, each once, in the order they first appear."""
     found: dict[str, Feature] = {}
-    for feature in _rule_features(rule):
+    for feature in _rule_features(rule, account_id):
         found.setdefault(feature.key, feature)
     return tuple(found.values())
 
 
-def _rule_features(rule: SegmentRule) -> Iterator[Feature]:
+def _rule_features(rule: SegmentRule, account_id: str | None) -> Iterator[Feature]:
     for _path, node in walk_rules(rule):
         if isinstance(node, (EventRule, MessageRule)):
-            yield feature_of(node)
+            yield feature_of(node, account_id)
 
 
 def new_state() -> BehaviourState:

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from control.accounts import bootstrap_account
 from control.models import Segment
 from tests.api.control_support import START, database_url, push_campaign
+from tests.queries.test_segment_sql import land, make_envelope
 from tests.support.landed import api_over, land_tracks
 
 BUYERS = {"type": "event", "event": "purchase", "window": {"type": "since_first_seen"}}
@@ -168,3 +169,40 @@ def test_saved_segment_checked_when_used(audience: tuple[TestClient, dict[str, s
     for response in (size, members, campaign):
         assert response.status_code == 422, response.text
         assert "campaign 'cmp_elsewhere' does not exist" in response.text
+
+
+def test_label_rules_count_own_account_only(tmp_path: Path) -> None:
+    now = datetime(2024, 4, 1, tzinfo=UTC)
+    with api_over(tmp_path, database_url(tmp_path), now) as (client, headers):
+        account_id = client.get("/account", headers=headers).json()["id"]
+        land(
+            tmp_path / "data",
+            [
+                make_envelope(
+                    datetime(2024, 3, 30, tzinfo=UTC),
+                    user_id=user,
+                    event="Notification Sent",
+                    labels=["Sale"],
+                    properties={"account_id": owner},
+                )
+                for user, owner in [("u1", account_id), ("u2", "acc_other"), ("u3", account_id)]
+            ],
+        )
+        definition = {
+            "type": "message",
+            "action": "sent",
+            "label": "Sale",
+            "window": {"type": "last_days", "days": 7},
+        }
+        estimate = client.post(
+            "/segments/estimate", json={"definition": definition}, headers=headers
+        )
+        saved = client.post(
+            "/segments", json={"name": "Sale", "definition": definition}, headers=headers
+        ).json()
+        members = client.get(f"/segments/{saved['id']}/members", headers=headers)
+        other = client.get(f"/segments/{saved['id']}/members/u2", headers=headers)
+
+    assert estimate.json()["size"] == 2
+    assert members.text.split() == ["user_id", "u1", "u3"]
+    assert other.json()["member"] is False

@@ -109,8 +109,14 @@ trait_updates = st.fixed_dictionaries(
 tracks = st.fixed_dictionaries(
     {
         "event": _pick((4, st.just(EVENTS[0])), (1, st.sampled_from(EVENTS[1:]))),
-        "properties": st.dictionaries(
-            st.sampled_from(["Amount", "platform"]), st.sampled_from([*VALUES, "ios", "android"])
+        "properties": st.builds(
+            lambda values, account: values | account,
+            st.dictionaries(
+                st.sampled_from(["Amount", "platform"]),
+                st.sampled_from([*VALUES, "ios", "android"]),
+            ),
+            # The account of a Notification event's campaign, which scopes label rules.
+            st.sampled_from([{}, {"account_id": "acc-a"}, {"account_id": "acc-b"}]),
         ),
         "campaign_id": st.sampled_from(["c1", "c2", None]),
         "labels": st.one_of(st.none(), st.lists(st.sampled_from(["Onboarding", "Reengage"]))),
@@ -295,10 +301,14 @@ def _dated(definition: Any, today: date) -> Any:
 
 
 def _streaming_members(
-    rules: list[SegmentRule], envelopes: list[dict[str, Any]], now: datetime, tz: str
+    rules: list[SegmentRule],
+    envelopes: list[dict[str, Any]],
+    now: datetime,
+    tz: str,
+    account_id: str | None,
 ) -> list[set[str]]:
     zone = ZoneInfo(tz)
-    features = [feature for rule in rules for feature in features_of(rule)]
+    features = [feature for rule in rules for feature in features_of(rule, account_id)]
     states: dict[str, dict[str, Any]] = {}
     for envelope in envelopes:
         state = states.setdefault(partition_key(envelope), new_state())
@@ -306,7 +316,7 @@ def _streaming_members(
     profiles = build_profiles(envelopes)
     members = []
     for rule in rules:
-        evaluator = SegmentEvaluator(rule, tz)
+        evaluator = SegmentEvaluator(rule, tz, account_id=account_id)
         members.append(
             {
                 key
@@ -318,13 +328,20 @@ def _streaming_members(
 
 
 def _sql_members(
-    rules: list[SegmentRule], envelopes: list[dict[str, Any]], now: datetime, tz: str
+    rules: list[SegmentRule],
+    envelopes: list[dict[str, Any]],
+    now: datetime,
+    tz: str,
+    account_id: str | None,
 ) -> list[set[str]]:
     with tempfile.TemporaryDirectory(dir=_SCRATCH) as directory:
         data_dir = Path(directory)
         land(data_dir, envelopes)
         with connect(data_dir) as connection:
-            return [set(segment_members(connection, rule, now=now, tz=tz)) for rule in rules]
+            return [
+                set(segment_members(connection, rule, now=now, tz=tz, account_id=account_id))
+                for rule in rules
+            ]
 
 
 def _parse(definition: dict[str, Any], today: date) -> SegmentRule:
@@ -348,12 +365,14 @@ def _parse(definition: dict[str, Any], today: date) -> SegmentRule:
     history=histories,
     definitions=st.lists(rules, min_size=3, max_size=3),
     profile_definition=_pick((1, trait_rules), (2, trait_date_rules)),
+    account_id=st.sampled_from([None, "acc-a"]),
 )
 def test_evaluators_agree(
     clock: tuple[date, time, str],
     history: list[Any],
     definitions: list[dict[str, Any]],
     profile_definition: dict[str, Any],
+    account_id: str | None,
 ) -> None:
     day, local_time, tz = clock
     zone = ZoneInfo(tz)
@@ -362,8 +381,41 @@ def test_evaluators_agree(
     rules = [_parse(definition, today) for definition in [*definitions, profile_definition]]
     envelopes = _envelopes(history, now, zone)
 
-    streaming = _streaming_members(rules, envelopes, now, tz)
-    sql = _sql_members(rules, envelopes, now, tz)
+    streaming = _streaming_members(rules, envelopes, now, tz, account_id)
+    sql = _sql_members(rules, envelopes, now, tz, account_id)
 
     for rule, streamed, selected in zip(rules, streaming, sql, strict=True):
         assert streamed == selected, rule
+
+
+def test_label_rules_count_own_account_only() -> None:
+    now = datetime(2024, 3, 13, 12, tzinfo=ZoneInfo("UTC"))
+    sent = now - timedelta(hours=1)
+    rule = parse_segment_rule(
+        {
+            "type": "message",
+            "action": "sent",
+            "label": "Onboarding",
+            "window": {"type": "last_days", "days": 7},
+        }
+    )
+    envelopes = [
+        make_envelope(
+            sent,
+            user_id=user,
+            event="Notification Sent",
+            labels=["Onboarding"],
+            properties=properties,
+        )
+        for user, properties in [
+            ("u1", {"account_id": "acc-a"}),
+            ("u2", {"account_id": "acc-b"}),
+            ("u3", {}),
+        ]
+    ]
+
+    for account_id, expected in [(None, {"u1", "u2", "u3"}), ("acc-a", {"u1"})]:
+        [streamed] = _streaming_members([rule], envelopes, now, "UTC", account_id)
+        [selected] = _sql_members([rule], envelopes, now, "UTC", account_id)
+        assert streamed == expected, account_id
+        assert selected == expected, account_id

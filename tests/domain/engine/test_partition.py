@@ -354,6 +354,43 @@ def test_account_control_group_published_with_campaigns() -> None:
     assert effects.reasons == Counter({("payment", "account_control_group"): len(in_group)})
 
 
+def test_label_audiences_count_own_account_only() -> None:
+    sent_sale = {
+        "type": "inline_segment",
+        "definition": {
+            "type": "message",
+            "action": "sent",
+            "label": "Sale",
+            "window": {"type": "last_days", "days": 7},
+        },
+    }
+    bodies = {
+        "sale": ("acc-a", _campaign({"type": "event", "event": "purchase"})),
+        "a_follow": ("acc-a", _campaign({"type": "event", "event": "app_open"}, who=sent_sale)),
+        "b_follow": ("acc-b", _campaign({"type": "event", "event": "app_open"}, who=sent_sale)),
+    }
+    entries = {}
+    for campaign_id, (account_id, body) in bodies.items():
+        entry = catalog_entry(CampaignCreate.model_validate({**body, "labels": ["Sale"]}))
+        entries[campaign_id] = {**entry, "account_id": account_id}
+    campaigns = compile_campaigns(entries, {})
+    engine = PartitionEngine(0, EngineRules())
+
+    effects = engine.process(
+        [
+            _identify("u1", T0),
+            _event("u1", "purchase", T0),
+            _event("u1", "app_open", T0 + timedelta(minutes=1)),
+        ],
+        campaigns,
+        NOW,
+    )
+
+    assert [send["campaign_id"] for send in effects.sends] == ["sale", "a_follow"]
+    [sale, _follow] = [e for e in effects.events if e["event"] == SENT_EVENT]
+    assert sale["properties"]["account_id"] == "acc-a"
+
+
 def test_unreachable_user_is_counted_not_sent() -> None:
     campaigns = _campaigns(
         payment=_campaign({"type": "event", "event": "payment_error"}, channel="sms")
