@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from schemas.delivery import AccountDeliverySettings
 from schemas.text import StoredText
@@ -61,7 +61,7 @@ class AccountUpdate(_Contract):
     """
 
     timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    approval_workflow: bool | None = None
+    approval_workflow: StrictBool | None = None
     delivery: AccountDeliverySettings | None = None
 
 

@@ -17,6 +17,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -202,7 +204,7 @@ class RecurringSchedule(_WhenBase):
     frequency: Literal["daily", "weekly", "monthly"]
     local_time: time
     weekdays: list[Weekday] = Field(default=[], max_length=7)
-    month_days: list[Annotated[int, Field(ge=1, le=31)]] = Field(default=[], max_length=31)
+    month_days: list[Annotated[StrictInt, Field(ge=1, le=31)]] = Field(default=[], max_length=31)
     start_date: date
     end_date: date | None = None
 
@@ -270,7 +272,7 @@ class DatePropertyTrigger(_WhenBase):
 
     type: Literal["date_property"] = "date_property"
     property: Name
-    days_before: int = Field(default=0, ge=0, le=365)
+    days_before: StrictInt = Field(default=0, ge=0, le=365)
     local_time: time
 
 
@@ -296,7 +298,7 @@ class PerUserLimit(_Contract):
     the period began in the delivery time zone; `ever` counts all sends.
     """
 
-    max_sends: int = Field(ge=1, le=1000)
+    max_sends: StrictInt = Field(ge=1, le=1000)
     period: Literal["rolling", "calendar_day", "calendar_week", "calendar_month", "ever"]
     window: timedelta | None = Field(default=None, ge=timedelta(minutes=5), le=timedelta(days=30))
 
@@ -323,7 +325,7 @@ class QuietHours(_Contract):
 
 
 class Throttle(_Contract):
-    max_per_5_minutes: int = Field(ge=1, le=MAX_COUNT)
+    max_per_5_minutes: StrictInt = Field(ge=1, le=MAX_COUNT)
 
 
 class ConversionGoal(_Contract):
@@ -336,10 +338,10 @@ class ConversionGoal(_Contract):
 class CampaignLimits(_Contract):
     """Caps on sends of the campaign: per run, per day of the account's calendar, and overall."""
 
-    per_run: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    per_day: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    overall: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    max_qualified_users: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    per_run: StrictInt | None = Field(default=None, ge=1, le=MAX_COUNT)
+    per_day: StrictInt | None = Field(default=None, ge=1, le=MAX_COUNT)
+    overall: StrictInt | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_qualified_users: StrictInt | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class CampaignDelivery(_Contract):
@@ -353,10 +355,10 @@ class CampaignDelivery(_Contract):
     per_user: PerUserLimit | None = None
     missed_local_time: Literal["drop", "next_day"] = "next_day"
     cutoff_local_time: time | None = None
-    ignore_global_caps: bool = False
+    ignore_global_caps: StrictBool = False
     quiet_hours: QuietHours | None = None
     throttle: Throttle | None = None
-    control_group_percent: int | None = Field(default=None, ge=2, le=99)
+    control_group_percent: StrictInt | None = Field(default=None, ge=2, le=99)
     conversion_goal: ConversionGoal | None = None
     limits: CampaignLimits = CampaignLimits()
 
@@ -457,7 +459,7 @@ class CampaignApproval(_Contract):
     """Options of publish and approve: move the first run, or run now."""
 
     at: AwareDatetime | None = None
-    run_now: bool = False
+    run_now: StrictBool = False
 
     @model_validator(mode="after")
     def _one_choice(self) -> CampaignApproval:

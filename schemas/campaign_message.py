@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from domain.templates import check_template
 
@@ -140,7 +148,7 @@ class AppInboxMessage(_MessageBase):
     title: ShortText
     body: Body
     image_url: str | None = Field(default=None, max_length=2048)
-    expires_after_days: int = Field(default=30, ge=1, le=365)
+    expires_after_days: StrictInt = Field(default=30, ge=1, le=365)
     key_values: KeyValues = {}
 
 
@@ -258,7 +266,7 @@ class MessageVariant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(min_length=1, max_length=40)] = "A"
-    weight: int = Field(default=100, ge=1, le=100)
+    weight: StrictInt = Field(default=100, ge=1, le=100)
     message: Message
 
 
@@ -270,8 +278,8 @@ class WinnerSelection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    test_percent: int = Field(ge=1, le=99)
-    wait_hours: int = Field(ge=1, le=72)
+    test_percent: StrictInt = Field(ge=1, le=99)
+    wait_hours: StrictInt = Field(ge=1, le=72)
 
 
 class WhatSection(BaseModel):

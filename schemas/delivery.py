@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from schemas.campaign_message import Channel
 
@@ -46,8 +46,8 @@ class ChannelFrequencyCap(_Contract):
     be left out, but not both.
     """
 
-    max_messages: int | None = Field(default=None, ge=1, le=MAX_CAP_MESSAGES)
-    days: int = Field(default=1, ge=1, le=MAX_CAP_DAYS)
+    max_messages: StrictInt | None = Field(default=None, ge=1, le=MAX_CAP_MESSAGES)
+    days: StrictInt = Field(default=1, ge=1, le=MAX_CAP_DAYS)
     min_gap: timedelta | None = Field(default=None, ge=MIN_GAP_FLOOR, le=MIN_GAP_CEILING)
 
     @model_validator(mode="after")
@@ -71,7 +71,7 @@ class AccountDeliverySettings(_Contract):
     """
 
     frequency_caps: GlobalFrequencyCaps = GlobalFrequencyCaps()
-    control_group_percent: int | None = Field(default=None, ge=2, le=5)
+    control_group_percent: StrictInt | None = Field(default=None, ge=2, le=5)
 
 
 class DeliveryOutcome(StrEnum):

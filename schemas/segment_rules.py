@@ -30,7 +30,16 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.campaign import PropertyFilter
@@ -85,7 +94,7 @@ class LastDaysWindow(_Rule):
     """The `days` local calendar days that end with today, today included."""
 
     type: Literal["last_days"] = "last_days"
-    days: int = Field(ge=1, le=MAX_WINDOW_DAYS)
+    days: StrictInt = Field(ge=1, le=MAX_WINDOW_DAYS)
 
 
 class BetweenDatesWindow(_Rule):
@@ -117,7 +126,7 @@ class CountCondition(_Rule):
     """How many matching events the window must hold."""
 
     op: Literal["at_least", "at_most", "exactly"] = "at_least"
-    value: int = Field(default=1, ge=0, le=1_000_000)
+    value: StrictInt = Field(default=1, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _not_always_true(self) -> CountCondition:
@@ -188,7 +197,7 @@ class TraitDateRule(_Rule):
     type: Literal["trait_date"] = "trait_date"
     trait: Key
     op: Literal["in_last_days", "in_next_days", "days_from_now"]
-    days: int = Field(ge=-_MAX_RELATIVE_DAYS, le=_MAX_RELATIVE_DAYS)
+    days: StrictInt = Field(ge=-_MAX_RELATIVE_DAYS, le=_MAX_RELATIVE_DAYS)
 
     @model_validator(mode="after")
     def _positive_span(self) -> TraitDateRule:
@@ -209,7 +218,7 @@ class EventRule(_Rule):
 
     type: Literal["event"] = "event"
     event: Key
-    did: bool = True
+    did: StrictBool = True
     filters: list[PropertyFilter] = Field(default=[], max_length=20)
     count: CountCondition = CountCondition()
     window: Window
@@ -226,7 +235,7 @@ class MessageRule(_Rule):
     action: Literal["sent", "viewed", "clicked"]
     campaign_id: Key | None = None
     label: Key | None = None
-    did: bool = True
+    did: StrictBool = True
     count: CountCondition = CountCondition()
     window: Window
 

@@ -146,3 +146,55 @@ def test_nul_in_path_and_query_rejected(control_api: ControlApi) -> None:
 
         assert error["loc"] == loc, path
         assert error["type"] == "string_nul_character", path
+
+
+@pytest.mark.parametrize("value", ["2", True, 2.0, "true"])
+def test_count_takes_only_json_integers(control_api: ControlApi, value: Any) -> None:
+    body = push_campaign(delivery={"per_user": {"max_sends": value, "period": "calendar_day"}})
+
+    response = control_api.post("/campaigns", control_api.admin, body)
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "delivery", "per_user", "max_sends"]
+    assert error["msg"] == "Input should be a valid integer"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/account", {"approval_workflow": "yes"}, ["body", "approval_workflow"]),
+        (
+            "/account",
+            {"delivery": {"control_group_percent": "3"}},
+            ["body", "delivery", "control_group_percent"],
+        ),
+        (
+            "/account",
+            {"delivery": {"frequency_caps": {"channels": {"sms": {"max_messages": True}}}}},
+            ["body", "delivery", "frequency_caps", "channels", "sms", "max_messages"],
+        ),
+    ],
+)
+def test_settings_take_only_json_types(
+    control_api: ControlApi, path: str, body: dict[str, Any], loc: list[Any]
+) -> None:
+    response = control_api.patch(path, control_api.admin, body)
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [loc]
+
+
+def test_segment_window_takes_only_integers(control_api: ControlApi) -> None:
+    definition = {
+        "type": "event",
+        "event": "purchase",
+        "window": {"type": "last_days", "days": "7"},
+    }
+
+    response = control_api.post("/segments/estimate", control_api.admin, {"definition": definition})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "definition"]
+    assert "event.window.last_days.days: Input should be a valid integer" in error["msg"]
