@@ -7,10 +7,10 @@ a cap is skipped, not deferred: the user qualifies again with the next trigger o
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from domain.delivery.clock import epoch_seconds, local_day_start, local_instant
+from domain.delivery.clock import epoch_seconds, local_instant
 from domain.delivery.state import CampaignSends
 from schemas.campaign import PerUserLimit
 from schemas.delivery import ChannelFrequencyCap
@@ -23,10 +23,11 @@ def within_global_cap(
 ) -> bool:
     """Return whether a send at `at` keeps the user within a channel's global cap.
 
-    Messages count by the user's local calendar day: with `days=3`, the sends since
-    local midnight two days before `at`'s local day count. The minimum gap is measured
-    to the nearest recorded send on either side of `at`, so a decision taken out of
-    order cannot slip between two sends.
+    Messages count by the user's local calendar day: with `days=3`, no three consecutive
+    local days may hold more than `max_messages` sends. A late event can be decided after
+    sends later than itself, so every span of `days` days around `at`'s day is checked,
+    not only the one that ends on it. The minimum gap is likewise measured to the nearest
+    recorded send on either side of `at`.
     """
     if cap is None or not sends:
         return True
@@ -34,9 +35,16 @@ def within_global_cap(
     if cap.min_gap is not None and _too_close(sends, at_s, int(cap.min_gap.total_seconds())):
         return False
     if cap.max_messages is not None:
-        since_s = epoch_seconds(local_day_start(at, zone, cap.days - 1))
-        if _count_between(sends, since_s, at_s) >= cap.max_messages:
-            return False
+        day = at.astimezone(zone).date()
+        # A span that fits the most sends ends on `at`'s day or on a later day with a send.
+        last_s = _day_start_s(day + timedelta(days=cap.days), zone)
+        later = sends[bisect_right(sends, at_s) : bisect_left(sends, last_s)]
+        ends = {day} | {datetime.fromtimestamp(send_s, zone).date() for send_s in later}
+        for end in ends:
+            since_s = _day_start_s(end - timedelta(days=cap.days - 1), zone)
+            until_s = _day_start_s(end + timedelta(days=1), zone)
+            if _count_between(sends, since_s, until_s - 1) >= cap.max_messages:
+                return False
     return True
 
 
@@ -46,28 +54,45 @@ def within_campaign_cap(
     """Return whether a send at `at` keeps the user within the campaign's per-user limit.
 
     `zone` is the campaign's delivery time zone, whose calendar the calendar periods
-    follow. A rolling window is open at its start: with a window of one day, a send at
-    10:00 on Monday allows the next one at 10:00 on Tuesday.
+    follow. A calendar period counts all its sends, also those later than `at`. A rolling
+    window is open at its start: with a window of one day, a send at 10:00 on Monday
+    allows the next one at 10:00 on Tuesday, and every window around `at` is checked.
     """
     if limit is None or sends is None:
         return True
     if limit.period == "ever":
         return sends["total"] < limit.max_sends
+    recent = sends["recent"]
     at_s = epoch_seconds(at)
-    since_s = _period_start_s(limit, at, zone)
-    return _count_between(sends["recent"], since_s, at_s) < limit.max_sends
-
-
-def _period_start_s(limit: PerUserLimit, at: datetime, zone: ZoneInfo) -> int:
     if limit.window is not None:  # PerUserLimit gives a window to rolling limits only
-        return epoch_seconds(at) - int(limit.window.total_seconds()) + 1
-    local = at.astimezone(zone)
+        return _fits_every_window(recent, at_s, int(limit.window.total_seconds()), limit.max_sends)
+    since_s, until_s = _period_bounds_s(limit, at, zone)
+    return _count_between(recent, since_s, until_s - 1) < limit.max_sends
+
+
+def _period_bounds_s(limit: PerUserLimit, at: datetime, zone: ZoneInfo) -> tuple[int, int]:
+    """Return the first second of `at`'s calendar period and the first one after it."""
+    day = at.astimezone(zone).date()
     if limit.period == "calendar_day":
-        return epoch_seconds(local_day_start(at, zone))
-    if limit.period == "calendar_week":
-        return epoch_seconds(local_day_start(at, zone, local.weekday()))
-    first_of_month = local.date().replace(day=1)
-    return epoch_seconds(local_instant(first_of_month, time.min, zone))
+        first, after = day, day + timedelta(days=1)
+    elif limit.period == "calendar_week":
+        first = day - timedelta(days=day.weekday())
+        after = first + timedelta(days=7)
+    else:
+        first = day.replace(day=1)
+        after = (first + timedelta(days=31)).replace(day=1)
+    return _day_start_s(first, zone), _day_start_s(after, zone)
+
+
+def _fits_every_window(times: list[int], at_s: int, window_s: int, limit: int) -> bool:
+    """Tell whether one more time at `at_s` keeps every window of `window_s` seconds that
+    contains it under `limit`. A window with the most times ends at `at_s` or at a time."""
+    ends = [at_s, *times[bisect_right(times, at_s) : bisect_right(times, at_s + window_s - 1)]]
+    return all(_count_between(times, end - window_s + 1, end) < limit for end in ends)
+
+
+def _day_start_s(day: date, zone: ZoneInfo) -> int:
+    return epoch_seconds(local_instant(day, time.min, zone))
 
 
 def _count_between(times: list[int], since_s: int, until_s: int) -> int:

@@ -94,6 +94,23 @@ def test_global_cap_window_across_dst() -> None:
     assert within_global_cap(cap, sends, _new_york(9, 0, 0), NEW_YORK)
 
 
+def test_global_cap_counts_later_sends() -> None:
+    # A late event is decided after a send later than itself, on the same or a later day.
+    one_a_day = ChannelFrequencyCap(max_messages=1, days=1)
+    two_in_three_days = ChannelFrequencyCap(max_messages=2, days=3)
+    sends = _sends(_new_york(4, 9, 25))
+    spread = _sends(_new_york(4, 10), _new_york(6, 10))
+
+    assert not within_global_cap(one_a_day, sends, _new_york(4, 8, 55), NEW_YORK)
+    assert within_global_cap(one_a_day, sends, _new_york(3, 23, 59), NEW_YORK)
+    # The 3rd to the 5th would hold two sends with this one, and so would the 4th to the
+    # 6th. The 1st to the 3rd holds none.
+    assert not within_global_cap(two_in_three_days, spread, _new_york(4, 9), NEW_YORK)
+    assert within_global_cap(two_in_three_days, spread, _new_york(3, 9), NEW_YORK)
+    assert not within_global_cap(two_in_three_days, spread, _new_york(5, 9), NEW_YORK)
+    assert within_global_cap(two_in_three_days, spread, _new_york(1, 9), NEW_YORK)
+
+
 def test_min_gap_both_sides() -> None:
     cap = ChannelFrequencyCap(min_gap=timedelta(hours=4))
     sends = _sends(_new_york(2, 9), _new_york(2, 20))
@@ -202,6 +219,33 @@ def test_campaign_cap_calendar_periods() -> None:
     assert within_campaign_cap(week, sends, _new_york(9, 0), NEW_YORK)
     assert not within_campaign_cap(month, sends, _new_york(31, 23), NEW_YORK)
     assert within_campaign_cap(month, sends, datetime(2026, 4, 1, tzinfo=NEW_YORK), NEW_YORK)
+
+
+def test_campaign_cap_counts_later_sends() -> None:
+    sends = _campaign_sends(_new_york(4, 9, 25))
+    day = _limit(max_sends=1, period="calendar_day")
+    rolling = _limit(max_sends=1, period="rolling", window="PT1H")
+    week = _limit(max_sends=1, period="calendar_week")
+
+    assert not within_campaign_cap(day, sends, _new_york(4, 8, 55), NEW_YORK)
+    assert within_campaign_cap(day, sends, _new_york(3, 23, 59), NEW_YORK)
+    assert not within_campaign_cap(rolling, sends, _new_york(4, 8, 26), NEW_YORK)
+    assert within_campaign_cap(rolling, sends, _new_york(4, 8, 25), NEW_YORK)
+    # 2 March 2026 is a Monday, the first day of the 4th's week.
+    assert not within_campaign_cap(week, sends, _new_york(2, 0), NEW_YORK)
+    assert within_campaign_cap(week, sends, _new_york(1, 23, 59), NEW_YORK)
+
+
+def test_rolling_cap_checks_every_window() -> None:
+    limit = _limit(max_sends=2, period="rolling", window="PT1H")
+    sends = _campaign_sends(_new_york(2, 10), _new_york(2, 10, 30), _new_york(2, 12))
+
+    # The hour that ends at 10:30 would hold three sends.
+    assert not within_campaign_cap(limit, sends, _new_york(2, 9, 45), NEW_YORK)
+    assert within_campaign_cap(limit, sends, _new_york(2, 9, 0), NEW_YORK)
+    assert not within_campaign_cap(limit, sends, _new_york(2, 10, 59), NEW_YORK)
+    # A window is open at its start, so the hour that ends at 11:00 leaves out 10:00.
+    assert within_campaign_cap(limit, sends, _new_york(2, 11), NEW_YORK)
 
 
 def test_campaign_cap_ever() -> None:

@@ -309,6 +309,25 @@ def test_account_caps_published_with_campaigns_apply() -> None:
     assert effects.reasons == Counter({("cart", "global_cap"): 1})
 
 
+def test_late_event_cannot_pass_a_daily_cap() -> None:
+    one_push_a_day = {"frequency_caps": {"channels": {"push": {"max_messages": 1}}}}
+    campaigns = _with_account_delivery(
+        one_push_a_day, payment=_campaign({"type": "event", "event": "payment_error"})
+    )
+    engine = PartitionEngine(0, EngineRules())
+    sent = engine.process(
+        [_identify("u1", T0), _event("u1", "payment_error", T0 + timedelta(minutes=30))],
+        campaigns,
+        NOW,
+    )
+
+    late = engine.process([_event("u1", "payment_error", T0)], campaigns, NOW)
+
+    assert len(sent.sends) == 1
+    assert late.sends == []
+    assert late.reasons == Counter({("payment", "global_cap"): 1})
+
+
 def test_engine_caps_apply_without_account_settings() -> None:
     engine_caps = GlobalFrequencyCaps(channels={"push": ChannelFrequencyCap(max_messages=1)})
     rules = EngineRules(
