@@ -23,6 +23,7 @@ __all__ = [
     "ProducerDep",
     "SettingsDep",
     "WriteKey",
+    "read_body_at_most",
     "read_json_body",
 ]
 
@@ -105,7 +106,7 @@ async def read_json_body(request: Request, max_bytes: int) -> JsonBody:
     Raises:
         HTTPException: 413 when the body is too large, 400 when it is not valid JSON.
     """
-    raw = await _read_body(request, max_bytes)
+    raw = await read_body_at_most(request, max_bytes)
     encoding = request.headers.get("content-encoding", "").lower()
     body = _decompress(raw, encoding, max_bytes)
     if len(body) > max_bytes:
@@ -160,7 +161,7 @@ def _too_large(size: int, max_bytes: int) -> HTTPException:
     )
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body_at_most(request: Request, max_bytes: int) -> bytes:
     """Read the body, stopping as soon as it exceeds `max_bytes`, so a huge upload costs
     no more memory than the limit. Compressed bodies are bounded again after inflating."""
     declared = request.headers.get("content-length", "")

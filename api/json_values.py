@@ -20,8 +20,19 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-__all__ = ["InvalidJsonValue", "StrictJSONRoute", "find_invalid_json_value", "format_field"]
+from api.deps import read_body_at_most
 
+__all__ = [
+    "MAX_CONTROL_BODY_BYTES",
+    "InvalidJsonValue",
+    "StrictJSONRoute",
+    "find_invalid_json_value",
+    "format_field",
+]
+
+# A control-plane body past this gets 413. The largest valid one, a campaign, stays under
+# half of it (`control.outbox.MAX_CAMPAIGN_RECORD_BYTES`).
+MAX_CONTROL_BODY_BYTES = 1024 * 1024
 # orjson, which writes Kafka records and the change feed, can write only integers in this range.
 _MIN_INTEGER = -(2**63)
 _MAX_INTEGER = 2**64 - 1
@@ -136,6 +147,8 @@ class StrictJSONRoute(APIRoute):
             return handle
 
         async def handle_strictly(request: Request) -> Response:
+            # Read once here, within the limit; Starlette then serves the kept bytes.
+            request._body = await read_body_at_most(request, MAX_CONTROL_BODY_BYTES)
             if _is_json_media_type(request.headers.get("content-type", "")):
                 await _check_json_body(request)
             return await handle(request)

@@ -146,7 +146,8 @@ def update_account(session: Session, actor: User, update: AccountUpdate, now: da
         account.delivery = None if delivery is None else delivery.model_dump(mode="json")
     after = _settings(account)
     changes = {k: {"from": before[k], "to": after[k]} for k in before if before[k] != after[k]}
-    record_audit(session, actor, "account", account.id, "update", now, changes=changes)
+    if changes:
+        record_audit(session, actor, "account", account.id, "update", now, changes=changes)
     if "timezone" in changes or "delivery" in changes:
         _republish_campaigns(session, account, now)
     session.commit()

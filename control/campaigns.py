@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from control.audit import diff_fields, record_audit
 from control.identity import new_id
 from control.models import Campaign, Label, Segment, User, campaign_labels
-from control.outbox import enqueue_definition
+from control.outbox import check_record_size, enqueue_definition
 from control.segments import check_campaign_references
 from control.views import campaign_definition, parse_when
 from domain.errors import (
@@ -302,6 +302,7 @@ def save_change(
         comment=comment,
     )
     definition = campaign_definition(campaign, actor.account)
+    check_record_size(definition)
     enqueue_definition(session, "campaign", campaign.id, definition, now)
     session.commit()
     logger.info(

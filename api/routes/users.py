@@ -31,7 +31,11 @@ def read_account(user: CurrentUser) -> AccountPublic:
 def update_account(
     body: AccountUpdate, user: AdminUser, session: SessionDep, clock: ClockDep
 ) -> AccountPublic:
-    """Change the account's time zone or turn the approval workflow on or off."""
+    """Change the account's time zone, approval workflow or delivery settings.
+
+    `delivery` replaces the account's frequency caps and control group as a whole, and
+    null gives the account back the workers' own. A field left out keeps its value.
+    """
     return _account_public(accounts.update_account(session, user, body, clock.now()))
 
 

@@ -8,8 +8,9 @@ every other client. The URL and token come from options or `HERALD_API_URL` and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import orjson
@@ -77,13 +78,29 @@ def _describe(response: httpx.Response) -> str:
     return str(detail)
 
 
-def load_document(path: Path) -> Any:
-    """Read a YAML or JSON file (JSON is valid YAML)."""
+def load_document(path: Path) -> dict[str, Any]:
+    """Read a YAML or JSON file (JSON is valid YAML) that contains one object.
+
+    The object must be sendable as JSON: YAML also reads unquoted dates, binary data and
+    `.inf`, which JSON cannot carry, so those end the command with an error here.
+    """
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        typer.echo(f"error: cannot read {path}: {error}", err=True)
-        raise typer.Exit(1) from None
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        _fail(f"cannot read {path}: {error}")
+    if not isinstance(document, dict):
+        found = "nothing" if document is None else f"a {type(document).__name__}"
+        _fail(f"{path} holds {found}, expected an object of fields")
+    try:
+        json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        _fail(f"{path} holds a value that JSON cannot carry ({error}); quote dates and times")
+    return document
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
 
 
 def print_json(value: Any) -> None:

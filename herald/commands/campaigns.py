@@ -82,7 +82,7 @@ def create_campaign(
     """Create a draft from a file; prints its id, state, channel and name."""
     client = ApiClient(url, token)
     body = load_document(file)
-    if create_labels and isinstance(body, dict) and body.get("labels"):
+    if create_labels and body.get("labels"):
         _ensure_labels(client, list(body["labels"]))
     campaign = client.request("POST", "/campaigns", body)
     if publish:

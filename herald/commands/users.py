@@ -101,6 +101,12 @@ def set_workflow(
     print_json(ApiClient(url, token).request("PATCH", "/account", {"approval_workflow": enabled}))
 
 
+@app.command("account")
+def show_account(token: TokenOption, url: UrlOption = DEFAULT_URL) -> None:
+    """Show the account's settings; `delivery` null means the workers' own caps apply."""
+    print_json(ApiClient(url, token).request("GET", "/account"))
+
+
 @app.command("delivery")
 def set_delivery(
     token: TokenOption,

@@ -680,3 +680,34 @@ def test_at_after_end_rejected(control_api: ControlApi) -> None:
 
     assert response.status_code == 422
     assert "is not before `end_at`" in response.json()["detail"][0]["msg"]
+
+
+def _email_campaign(html_bytes: int) -> dict[str, Any]:
+    message = {
+        "channel": "email",
+        "subject": "Hi",
+        "sender": {"address": "shop@shop.example"},
+        "html_body": "<p>" + "x" * html_bytes + "</p>",
+        "text_body": "x",
+    }
+    variants = {"variants": [{"name": "A", "weight": 100, "message": message}]}
+    return push_campaign(channel="email", what=variants)
+
+
+def test_campaign_too_large_for_feed(control_api: ControlApi) -> None:
+    # A feed record the broker rejects would stop the change feed of every account.
+    fits = control_api.post("/campaigns", control_api.admin, _email_campaign(300 * 1024))
+    too_large = control_api.post("/campaigns", control_api.admin, _email_campaign(400 * 1024))
+    grown = control_api.patch(
+        f"/campaigns/{fits.json()['id']}",
+        control_api.admin,
+        {"what": _email_campaign(400 * 1024)["what"]},
+    )
+    published = control_api.post(f"/campaigns/{fits.json()['id']}/publish", control_api.admin, {})
+
+    assert fits.status_code == 201, fits.text
+    assert too_large.status_code == 422
+    assert "as workers receive it once published" in too_large.text
+    assert grown.status_code == 422
+    assert published.status_code == 200, published.text
+    assert control_api.get("/campaigns", control_api.admin).json()[0]["version"] == 2

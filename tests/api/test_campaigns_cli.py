@@ -175,6 +175,7 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
     saved = orjson.loads(_run(env, "users", "delivery", str(settings)))
     rejected = CliRunner().invoke(cli, ["users", "delivery", str(invalid)], env=env)
     neither = CliRunner().invoke(cli, ["users", "delivery"], env=env)
+    shown = orjson.loads(_run(env, "users", "account"))
     cleared = orjson.loads(_run(env, "users", "delivery", "--clear"))
 
     assert saved["delivery"]["frequency_caps"]["channels"]["sms"]["max_messages"] == 1
@@ -183,7 +184,41 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
     assert "delivery.control_group_percent" in rejected.stderr
     assert neither.exit_code == 2
     assert "give a settings file, or --clear" in neither.stderr
+    assert shown["delivery"] == saved["delivery"]
     assert cleared["delivery"] is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "holds nothing, expected an object of fields"),
+        (b"null\n", "holds nothing, expected an object of fields"),
+        (b"- 1\n- 2\n", "holds a list, expected an object of fields"),
+        (b"control_group_percent: 2024-01-01\n", "quote dates and times"),
+        (b"control_group_percent: .inf\n", "JSON cannot carry"),
+        (b"control_group_percent: 3 \xff\n", "cannot read"),
+    ],
+)
+def test_cli_rejects_unsendable_files(
+    live_api: dict[str, str], tmp_path: Path, content: bytes, message: str
+) -> None:
+    token = _run(live_api, "users", "bootstrap", "--email", _admin_email()).strip()
+    env = {**live_api, "HERALD_TOKEN": token}
+    saved = tmp_path / "saved.yaml"
+    saved.write_text("control_group_percent: 2\n")
+    _run(env, "users", "delivery", str(saved))
+    broken = tmp_path / "broken.yaml"
+    broken.write_bytes(content)
+
+    result = CliRunner().invoke(cli, ["users", "delivery", str(broken)], env=env)
+
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    account = httpx.get(
+        f"{env['HERALD_API_URL']}/account", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert account["delivery"]["control_group_percent"] == 2
 
 
 def test_cli_follows_the_api_port(live_api: dict[str, str]) -> None:

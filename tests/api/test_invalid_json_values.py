@@ -198,3 +198,13 @@ def test_segment_window_takes_only_integers(control_api: ControlApi) -> None:
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "definition"]
     assert "event.window.last_days.days: Input should be a valid integer" in error["msg"]
+
+
+def test_oversized_body_rejected(control_api: ControlApi) -> None:
+    body = {"delivery": {"unknown": "x" * (1024 * 1024)}}
+
+    response = control_api.patch("/account", control_api.admin, body)
+
+    assert response.status_code == 413
+    assert "bytes allowed" in response.json()["detail"]
+    assert len(response.content) < 1000
