@@ -140,7 +140,9 @@ def create_campaign(session: Session, actor: User, body: CampaignCreate, now: da
     _check_segment(session, actor.account_id, body)
     campaign.labels = resolve_labels(session, actor.account_id, body.labels)
     session.add(campaign)
-    save_change(session, actor, campaign, "create", now, changes=_snapshot(campaign))
+    save_change(
+        session, actor, campaign, "create", now, changes=_snapshot(campaign), check_size=True
+    )
     return campaign
 
 
@@ -178,6 +180,7 @@ def update_campaign(
         now,
         changes=diff_fields(before, _snapshot(campaign)),
         from_state=from_state,
+        check_size=True,
     )
     return campaign, [rule.warning] if rule.warning else []
 
@@ -283,8 +286,13 @@ def save_change(
     changes: dict[str, Any] | None = None,
     from_state: str | None = None,
     comment: str | None = None,
+    check_size: bool = False,
 ) -> None:
-    """Bump the version, record the audit entry, queue the feed record, and commit."""
+    """Bump the version, record the audit entry, queue the feed record, and commit.
+
+    `check_size` rejects a change that makes the feed record too large. Only edits of the
+    content check it, so that stopping or scheduling a campaign always goes through.
+    """
     if action != "create":
         campaign.version += 1
     campaign.updated_at = now
@@ -302,7 +310,8 @@ def save_change(
         comment=comment,
     )
     definition = campaign_definition(campaign, actor.account)
-    check_record_size(definition)
+    if check_size:
+        check_record_size(definition)
     enqueue_definition(session, "campaign", campaign.id, definition, now)
     session.commit()
     logger.info(

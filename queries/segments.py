@@ -223,8 +223,11 @@ def _behaviour_sql(compiler: _Compiler, rule: EventRule | MessageRule) -> str:
             )
             if compiler.account_id is not None:
                 account = compiler.bind(compiler.account_id)
+                # Typed like the streaming side's comparison: the text "12" is not 12.
+                owner = "json_extract(properties, '$.account_id')"
                 conditions.append(
-                    f"coalesce(json_extract_string(properties, '$.account_id') = {account}, false)"
+                    f"coalesce(json_type({owner}) = 'VARCHAR'"
+                    f" AND ({owner} ->> '$') = {account}, false)"
                 )
     else:
         conditions.append(f"event = {compiler.bind(rule.event)}")

@@ -8,6 +8,7 @@ delivery time zone chosen in `when.timezone`.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -65,6 +67,23 @@ MAX_CONVERSION_WINDOW = timedelta(days=155)  # five months of 31 days
 MAX_COUNT = 1_000_000_000
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
+
+_LOCAL_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")
+
+
+def _local_time_text(value: Any) -> Any:
+    # pydantic would also take seconds and a zone ("22:00Z"), but a time of day is local
+    # to the delivery zone; YAML reads an unquoted 22:00 as the number 1320.
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    if isinstance(value, str) and _LOCAL_TIME.match(value):
+        return value
+    raise ValueError(
+        f"expected a local time of day as text, such as '22:00', got {value!r}; quote it in YAML"
+    )
+
+
+LocalTime = Annotated[time, BeforeValidator(_local_time_text)]
 # Herald writes one of these for every message it decides; a campaign triggered by them
 # would trigger itself.
 SELF_TRIGGERING_EVENTS = frozenset({"Notification Sent", "Notification Not Sent"})
@@ -202,7 +221,7 @@ class RecurringSchedule(_WhenBase):
 
     type: Literal["recurring"] = "recurring"
     frequency: Literal["daily", "weekly", "monthly"]
-    local_time: time
+    local_time: LocalTime
     weekdays: list[Weekday] = Field(default=[], max_length=7)
     month_days: list[Annotated[StrictInt, Field(ge=1, le=31)]] = Field(default=[], max_length=31)
     start_date: date
@@ -273,7 +292,7 @@ class DatePropertyTrigger(_WhenBase):
     type: Literal["date_property"] = "date_property"
     property: Name
     days_before: StrictInt = Field(default=0, ge=0, le=365)
-    local_time: time
+    local_time: LocalTime
 
 
 When = Annotated[
@@ -315,8 +334,8 @@ class QuietHoursWindow(_Contract):
     """Hours on the given weekdays when nothing is sent; a window may cross midnight."""
 
     weekdays: list[Weekday] = Field(min_length=1, max_length=7)
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
 
 class QuietHours(_Contract):
@@ -354,7 +373,7 @@ class CampaignDelivery(_Contract):
 
     per_user: PerUserLimit | None = None
     missed_local_time: Literal["drop", "next_day"] = "next_day"
-    cutoff_local_time: time | None = None
+    cutoff_local_time: LocalTime | None = None
     ignore_global_caps: StrictBool = False
     quiet_hours: QuietHours | None = None
     throttle: Throttle | None = None

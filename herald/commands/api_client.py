@@ -74,8 +74,13 @@ def _describe(response: httpx.Response) -> str:
     except ValueError:
         return response.text
     if isinstance(detail, list):
-        return "; ".join(f"{'.'.join(map(str, d['loc'][1:]))}: {d['msg']}" for d in detail)
+        return "; ".join(_located(d) for d in detail)
     return str(detail)
+
+
+def _located(error: dict[str, Any]) -> str:
+    field = ".".join(map(str, error["loc"][1:]))
+    return f"{field}: {error['msg']}" if field else str(error["msg"])
 
 
 def load_document(path: Path) -> dict[str, Any]:
@@ -89,13 +94,17 @@ def load_document(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         _fail(f"cannot read {path}: {error}")
     if not isinstance(document, dict):
-        found = "nothing" if document is None else f"a {type(document).__name__}"
+        found = "nothing" if document is None else _KINDS.get(type(document), "a scalar")
         _fail(f"{path} holds {found}, expected an object of fields")
     try:
-        json.dumps(document, allow_nan=False)
+        # As UTF-8, because a lone surrogate ("\ud800") escapes fine but cannot be sent.
+        json.dumps(document, allow_nan=False, ensure_ascii=False).encode()
     except (TypeError, ValueError) as error:
         _fail(f"{path} holds a value that JSON cannot carry ({error}); quote dates and times")
     return document
+
+
+_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean"}
 
 
 def _fail(message: str) -> NoReturn:

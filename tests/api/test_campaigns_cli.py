@@ -197,6 +197,8 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
         (b"control_group_percent: 2024-01-01\n", "quote dates and times"),
         (b"control_group_percent: .inf\n", "JSON cannot carry"),
         (b"control_group_percent: 3 \xff\n", "cannot read"),
+        (b'x: "\\ud800"\n', "JSON cannot carry"),
+        (b"7\n", "holds a number, expected an object of fields"),
     ],
 )
 def test_cli_rejects_unsendable_files(

@@ -208,3 +208,20 @@ def test_oversized_body_rejected(control_api: ControlApi) -> None:
     assert response.status_code == 413
     assert "bytes allowed" in response.json()["detail"]
     assert len(response.content) < 1000
+
+
+@pytest.mark.parametrize("value", ["22:00Z", "22:00+02:00", 1320, "7:00", "24:00", True])
+def test_times_of_day_are_local_text(control_api: ControlApi, value: Any) -> None:
+    window = {"weekdays": ["mon"], "start": value, "end": "07:00"}
+    quiet = push_campaign(delivery={"quiet_hours": {"action": "defer", "windows": [window]}})
+    cut_off = push_campaign(delivery={"cutoff_local_time": value})
+
+    for body, loc in [
+        (quiet, ["body", "delivery", "quiet_hours", "windows", 0, "start"]),
+        (cut_off, ["body", "delivery", "cutoff_local_time"]),
+    ]:
+        response = control_api.post("/campaigns", control_api.admin, body)
+        assert response.status_code == 422
+        [error] = response.json()["detail"]
+        assert error["loc"] == loc
+        assert "expected a local time of day as text, such as '22:00'" in error["msg"]

@@ -411,10 +411,14 @@ def test_label_rules_count_own_account_only() -> None:
             ("u1", {"account_id": "acc-a"}),
             ("u2", {"account_id": "acc-b"}),
             ("u3", {}),
+            ("u4", {"account_id": 12}),
+            ("u5", {"account_id": ["acc-a"]}),
+            ("u6", {"account_id": "12"}),
         ]
     ]
 
-    for account_id, expected in [(None, {"u1", "u2", "u3"}), ("acc-a", {"u1"})]:
+    everyone = {"u1", "u2", "u3", "u4", "u5", "u6"}
+    for account_id, expected in [(None, everyone), ("acc-a", {"u1"}), ("12", {"u6"})]:
         [streamed] = _streaming_members([rule], envelopes, now, "UTC", account_id)
         [selected] = _sql_members([rule], envelopes, now, "UTC", account_id)
         assert streamed == expected, account_id

@@ -951,3 +951,29 @@ def test_untimely_events_are_counted() -> None:
 
     assert len(effects.sends) == 1
     assert effects.untimely == 1
+
+
+def test_campaign_with_zoned_time_of_day_is_skipped() -> None:
+    # A stored definition may hold a zoned time (00:22:00Z), which cannot be compared with
+    # local times. The campaign is left out rather than fail on every message.
+    body = _campaign({"type": "event", "event": "payment_error"})
+    entry = catalog_entry(CampaignCreate.model_validate(body))
+    entry["live_definition"]["delivery"]["cutoff_local_time"] = "00:22:00Z"
+
+    campaigns = compile_campaigns(
+        {
+            "payment": entry,
+            "cart": catalog_entry(
+                CampaignCreate.model_validate(_campaign({"type": "event", "event": "add_to_cart"}))
+            ),
+        },
+        {},
+    )
+    effects = PartitionEngine(0, EngineRules()).process(
+        [_identify("u1", T0), _event("u1", "payment_error", T0), _event("u1", "add_to_cart", T0)],
+        campaigns,
+        NOW,
+    )
+
+    assert sorted(campaigns.by_id) == ["cart"]
+    assert [send["campaign_id"] for send in effects.sends] == ["cart"]
