@@ -255,6 +255,7 @@ class EventTrigger(_WhenBase):
     event: TriggerEvent
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
     profile_filters: list[PropertyFilter] = Field(default=[], max_length=20)
+    # NOTE: durations also take booleans as seconds (`true` is one second), as pydantic does.
     delay: timedelta = Field(default=timedelta(0), ge=timedelta(0), le=timedelta(days=30))
 
 
