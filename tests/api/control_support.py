@@ -111,7 +111,13 @@ class ControlApi:
 @pytest.fixture
 def control_api(tmp_path: Path) -> Iterator[ControlApi]:
     """Return a `ControlApi` on a fresh account, with the clock at START."""
-    settings = HeraldSettings(control_db_url=database_url(tmp_path), control_feed=False)
+    yield from open_control_api(tmp_path, control_feed=False)
+
+
+def open_control_api(tmp_path: Path, *, control_feed: bool) -> Iterator[ControlApi]:
+    """Yield a `ControlApi` on a fresh account; with `control_feed`, changes queue feed
+    records, which nothing publishes."""
+    settings = HeraldSettings(control_db_url=database_url(tmp_path), control_feed=control_feed)
     app = create_app(settings)
     clock = ManualClock(START)
     app.state.clock = clock

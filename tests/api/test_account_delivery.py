@@ -9,13 +9,9 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import select
-from starlette.testclient import TestClient
 
-from api.main import create_app
-from control.clock import ManualClock
 from control.models import FeedOutbox
-from herald.config import HeraldSettings
-from tests.api.control_support import START, ControlApi, database_url
+from tests.api.control_support import ControlApi, open_control_api
 
 CAPS = {
     "frequency_caps": {
@@ -40,15 +36,7 @@ SAVED = {
 @pytest.fixture
 def feed_api(tmp_path: Path) -> Iterator[ControlApi]:
     """A `ControlApi` whose changes queue feed records; nothing publishes them."""
-    settings = HeraldSettings(control_db_url=database_url(tmp_path), control_feed=True)
-    app = create_app(settings)
-    clock = ManualClock(START)
-    app.state.clock = clock
-    client = TestClient(app)
-    api = ControlApi(client, app.state.control_store, clock)
-    yield api
-    client.close()
-    app.state.control_store.close()
+    yield from open_control_api(tmp_path, control_feed=True)
 
 
 def _locs(response: Any) -> list[list[Any]]:

@@ -175,7 +175,7 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
     saved = orjson.loads(_run(env, "users", "delivery", str(settings)))
     rejected = CliRunner().invoke(cli, ["users", "delivery", str(invalid)], env=env)
     neither = CliRunner().invoke(cli, ["users", "delivery"], env=env)
-    shown = orjson.loads(_run(env, "users", "account"))
+    account = orjson.loads(_run(env, "users", "account"))
     cleared = orjson.loads(_run(env, "users", "delivery", "--clear"))
 
     assert saved["delivery"]["frequency_caps"]["channels"]["sms"]["max_messages"] == 1
@@ -184,7 +184,7 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
     assert "delivery.control_group_percent" in rejected.stderr
     assert neither.exit_code == 2
     assert "give a settings file, or --clear" in neither.stderr
-    assert shown["delivery"] == saved["delivery"]
+    assert account["delivery"] == saved["delivery"]
     assert cleared["delivery"] is None
 
 

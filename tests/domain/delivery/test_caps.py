@@ -103,8 +103,8 @@ def test_global_cap_counts_later_sends() -> None:
 
     assert not within_global_cap(one_a_day, sends, _new_york(4, 8, 55), NEW_YORK)
     assert within_global_cap(one_a_day, sends, _new_york(3, 23, 59), NEW_YORK)
-    # The 3rd to the 5th would hold two sends with this one, and so would the 4th to the
-    # 6th. The 1st to the 3rd holds none.
+    # The 3rd to the 5th would contain two sends with this one, and so would the 4th to the
+    # 6th. The 1st to the 3rd contains none.
     assert not within_global_cap(two_in_three_days, spread, _new_york(4, 9), NEW_YORK)
     assert within_global_cap(two_in_three_days, spread, _new_york(3, 9), NEW_YORK)
     assert not within_global_cap(two_in_three_days, spread, _new_york(5, 9), NEW_YORK)
