@@ -73,7 +73,7 @@ _LOCAL_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")
 
 def _local_time_text(value: Any) -> Any:
     # pydantic would also take seconds and a zone ("22:00Z"), but a time of day is local
-    # to the delivery zone; YAML reads an unquoted 22:00 as the number 1320.
+    # to the delivery zone. YAML reads an unquoted 22:00 as the number 1320.
     if isinstance(value, time) and value.tzinfo is None:
         return value
     if isinstance(value, str) and _LOCAL_TIME.match(value):

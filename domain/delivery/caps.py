@@ -24,7 +24,7 @@ def within_global_cap(
     """Return whether a send at `at` keeps the user within a channel's global cap.
 
     Messages count by the user's local calendar day: with `days=3`, no three consecutive
-    local days may hold more than `max_messages` sends. A late event can be decided after
+    local days may contain more than `max_messages` sends. A late event can be decided after
     sends later than itself, so every span of `days` days around `at`'s day is checked,
     not only the one that ends on it. The minimum gap is likewise measured to the nearest
     recorded send on either side of `at`.
@@ -37,9 +37,11 @@ def within_global_cap(
     if cap.max_messages is not None:
         day = at.astimezone(zone).date()
         # A span that fits the most sends ends on `at`'s day or on a later day with a send.
-        last_s = _day_start_s(day + timedelta(days=cap.days), zone)
-        later = sends[bisect_right(sends, at_s) : bisect_left(sends, last_s)]
-        ends = {day} | {datetime.fromtimestamp(send_s, zone).date() for send_s in later}
+        ends = {day}
+        if sends[-1] > at_s:
+            last_s = _day_start_s(day + timedelta(days=cap.days), zone)
+            later = sends[bisect_right(sends, at_s) : bisect_left(sends, last_s)]
+            ends |= {datetime.fromtimestamp(send_s, zone).date() for send_s in later}
         for end in ends:
             since_s = _day_start_s(end - timedelta(days=cap.days - 1), zone)
             until_s = _day_start_s(end + timedelta(days=1), zone)

@@ -95,12 +95,12 @@ def load_document(path: Path) -> dict[str, Any]:
         _fail(f"cannot read {path}: {error}")
     if not isinstance(document, dict):
         found = "nothing" if document is None else _KINDS.get(type(document), "a scalar")
-        _fail(f"{path} holds {found}, expected an object of fields")
+        _fail(f"{path} contains {found}, expected an object of fields")
     try:
         # As UTF-8, because a lone surrogate ("\ud800") escapes fine but cannot be sent.
         json.dumps(document, allow_nan=False, ensure_ascii=False).encode()
     except (TypeError, ValueError) as error:
-        _fail(f"{path} holds a value that JSON cannot carry ({error}); quote dates and times")
+        _fail(f"{path} contains a value that JSON cannot carry ({error}); quote dates and times")
     return document
 
 

@@ -122,8 +122,11 @@ def set_delivery(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Set the frequency caps and control group of every campaign of the account."""
-    if (file is None) == (not clear):
+    if file is None and not clear:
         typer.echo("error: give a settings file, or --clear", err=True)
         raise typer.Exit(2)
-    settings = load_document(file) if file is not None else None
+    if file is not None and clear:
+        typer.echo("error: give a settings file or --clear, not both", err=True)
+        raise typer.Exit(2)
+    settings = None if file is None else load_document(file)
     print_json(ApiClient(url, token).request("PATCH", "/account", {"delivery": settings}))

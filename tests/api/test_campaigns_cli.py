@@ -175,6 +175,7 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
     saved = orjson.loads(_run(env, "users", "delivery", str(settings)))
     rejected = CliRunner().invoke(cli, ["users", "delivery", str(invalid)], env=env)
     neither = CliRunner().invoke(cli, ["users", "delivery"], env=env)
+    both = CliRunner().invoke(cli, ["users", "delivery", str(settings), "--clear"], env=env)
     account = orjson.loads(_run(env, "users", "account"))
     cleared = orjson.loads(_run(env, "users", "delivery", "--clear"))
 
@@ -184,6 +185,8 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
     assert "delivery.control_group_percent" in rejected.stderr
     assert neither.exit_code == 2
     assert "give a settings file, or --clear" in neither.stderr
+    assert both.exit_code == 2
+    assert "not both" in both.stderr
     assert account["delivery"] == saved["delivery"]
     assert cleared["delivery"] is None
 
@@ -191,14 +194,14 @@ def test_cli_sets_and_clears_account_delivery(live_api: dict[str, str], tmp_path
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "holds nothing, expected an object of fields"),
-        (b"null\n", "holds nothing, expected an object of fields"),
-        (b"- 1\n- 2\n", "holds a list, expected an object of fields"),
+        (b"", "contains nothing, expected an object of fields"),
+        (b"null\n", "contains nothing, expected an object of fields"),
+        (b"- 1\n- 2\n", "contains a list, expected an object of fields"),
         (b"control_group_percent: 2024-01-01\n", "quote dates and times"),
         (b"control_group_percent: .inf\n", "JSON cannot carry"),
         (b"control_group_percent: 3 \xff\n", "cannot read"),
         (b'x: "\\ud800"\n', "JSON cannot carry"),
-        (b"7\n", "holds a number, expected an object of fields"),
+        (b"7\n", "contains a number, expected an object of fields"),
     ],
 )
 def test_cli_rejects_unsendable_files(
