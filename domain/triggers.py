@@ -114,6 +114,8 @@ class TriggerState:
     changed: bool = field(default=False, compare=False)
     # Set by `on_event` when the event could have started a send but was out of time.
     untimely: bool = field(default=False, compare=False)
+    # Set by `on_event` to the sends it could not keep pending for want of room.
+    crowded: list[TriggerFire] | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"pending": self.pending, "cancels": self.cancels}
@@ -404,6 +406,7 @@ def on_event(
     max_lateness_us: int = DEFAULT_MAX_LATENESS_US,
     max_future_us: int = DEFAULT_MAX_FUTURE_US,
     at_us: int | None = None,
+    room: int | None = None,
 ) -> list[TriggerFire]:
     """Apply one event of a user to their trigger state; return the sends it fires now.
 
@@ -412,6 +415,7 @@ def on_event(
     `watermark_us` is the partition's watermark, which this very event may have advanced.
     `at_us` is the event's time when the caller has already read it. Delayed sends and
     windows go into `state.pending`, and `state.changed` is True when anything changed.
+    `room` bounds how many this event may add; the ones past it go into `state.crowded`.
     """
     if envelope.get("type") != "track":
         return []
@@ -453,8 +457,13 @@ def on_event(
         if trigger.kind == "action" and trigger.offset_us == 0:
             fires.append(fire)
         elif trigger.kind == "action" or not _cancelled_before(state, trigger, at_us):
+            if room is not None and room <= 0:
+                state.crowded = [*(state.crowded or ()), fire]
+                continue
             state.pending.append([fire.campaign_id, fire.trigger_id, fire.fire_at_us])
             state.changed = True
+            if room is not None:
+                room -= 1
     return fires
 
 

@@ -100,6 +100,7 @@ class NotSentReason(StrEnum):
     CONTROL_GROUP = "control_group"
     AWAITING_WINNER = "awaiting_winner"
     RENDER_FAILED = "render_failed"
+    TOO_MANY_WAITING = "too_many_waiting"
     PROVIDER_ERROR = "provider_error"
 
 

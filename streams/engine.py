@@ -52,7 +52,8 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
 from domain.delivery import AccountRules
-from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine
+from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine, fit_state
+from domain.profiles import MAX_TRAITS_BYTES
 from herald.config import HeraldSettings, KafkaSettings
 from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import AccountDeliverySettings
@@ -98,6 +99,11 @@ _POLL_MS = 100
 _CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
 # At most one warning per partition this often about events too old or new to trigger.
 _UNTIMELY_LOG_S = 60.0
+# A user's state is one record, and brokers refuse records past 1 MiB by default
+# (`message.max.bytes`). The margin covers the record's key and batch headers.
+_MAX_STATE_BYTES = 960 * 1024
+# Trait names listed in one log line about a full profile.
+_LOGGED_TRAITS = 10
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
 
@@ -351,6 +357,7 @@ class StreamEngine(ConsumerRebalanceListener):
             else:
                 result = self._process_records(engine, records, campaigns, now)
             _merge(effects.setdefault(tp.partition, Effects()), result)
+            _log_refused_traits(tp.partition, result)
             if result.untimely:
                 self._untimely[tp.partition] = self._untimely.get(tp.partition, 0) + result.untimely
             offsets[tp] = records[-1].offset + 1
@@ -593,6 +600,10 @@ class StreamEngine(ConsumerRebalanceListener):
         for key in result.changed:
             state = engine.users.get(key)
             value = orjson.dumps(state) if state is not None else None
+            if value is not None and len(value) > _MAX_STATE_BYTES:
+                value = _fitted(partition, key, state, len(value))
+                if value is None:
+                    continue
             records.append(
                 (state_topic, (_USER_PREFIX + key).encode(), value, partition, _NO_HEADERS)
             )
@@ -693,8 +704,44 @@ def _is_flush(record: ConsumerRecord) -> bool:
     return any(name == CONTROL_HEADER and value == FLUSH for name, value in record.headers or ())
 
 
+def _fitted(partition: int, key: str, state: Any, size: int) -> bytes | None:
+    """Trim a user's state that outgrew one record; None when even that is not enough."""
+    value, trimmed = fit_state(state, _MAX_STATE_BYTES)
+    extra = {"partition": partition, "user": key, "bytes": size, "trimmed_bytes": len(value)}
+    if len(value) > _MAX_STATE_BYTES:
+        # NOTE: the state stays in memory only; a restart brings back its last stored form.
+        logger.error(
+            "engine cannot store a user's state: %d bytes after trimming, at most %d fit "
+            "one record",
+            len(value),
+            _MAX_STATE_BYTES,
+            extra=extra,
+        )
+        return None
+    logger.warning(
+        "engine trimmed a user's state to fit one record: dropped the oldest %s",
+        ", ".join(trimmed),
+        extra=extra,
+    )
+    return value
+
+
+def _log_refused_traits(partition: int, effects: Effects) -> None:
+    for key, names in effects.refused_traits.items():
+        shown = ", ".join(names[:_LOGGED_TRAITS]) + (" …" if len(names) > _LOGGED_TRAITS else "")
+        logger.warning(
+            "engine kept %d traits out of a full profile (at most %d bytes of JSON): %s",
+            len(names),
+            MAX_TRAITS_BYTES,
+            shown,
+            extra={"partition": partition, "user": key},
+        )
+
+
 def _merge(total: Effects, part: Effects) -> None:
     total.untimely += part.untimely
+    for key, names in part.refused_traits.items():
+        total.refused_traits.setdefault(key, []).extend(names)
     total.sends += part.sends
     total.events += part.events
     total.changed |= part.changed

@@ -22,7 +22,7 @@ import faust
 import orjson
 import pyarrow as pa
 
-from domain.profiles import apply_event, new_profile
+from domain.profiles import MAX_TRAITS_BYTES, apply_event, new_profile
 from herald.config import HeraldSettings
 from schemas.wire import decode_events, envelope_problem, partition_key
 from sinks.files import write_parquet_atomically
@@ -84,7 +84,16 @@ def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition
             continue
         key = partition_key(envelope)
         profile = touched.get(key) or table.get(key) or new_profile(envelope, partition)
-        touched[key] = apply_event(profile, envelope)
+        refused: list[str] = []
+        touched[key] = apply_event(profile, envelope, refused)
+        if refused:
+            logger.warning(
+                "profiles kept %d traits out of a full profile (at most %d bytes of JSON): %s",
+                len(refused),
+                MAX_TRAITS_BYTES,
+                ", ".join(refused[:10]) + (" …" if len(refused) > 10 else ""),
+                extra={"user": key, "message_id": envelope.get("message_id")},
+            )
     for key, profile in touched.items():
         table[key] = profile
 

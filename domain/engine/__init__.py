@@ -2,16 +2,19 @@
 
 from domain.engine.campaigns import LIVE_STATES, CampaignSet, LiveCampaign, compile_campaigns
 from domain.engine.partition import (
+    MAX_WAITING,
     NOT_SENT_EVENT,
     SENT_EVENT,
     Effects,
     EngineRules,
     PartitionEngine,
+    fit_state,
     send_id_of,
 )
 
 __all__ = [
     "LIVE_STATES",
+    "MAX_WAITING",
     "NOT_SENT_EVENT",
     "SENT_EVENT",
     "CampaignSet",
@@ -20,5 +23,6 @@ __all__ = [
     "LiveCampaign",
     "PartitionEngine",
     "compile_campaigns",
+    "fit_state",
     "send_id_of",
 ]

@@ -53,6 +53,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from domain.delivery import (
     AccountRules,
     SendCandidate,
@@ -85,17 +87,22 @@ from schemas.delivery import Decision, DeliveryOutcome, NotSentReason
 from schemas.envelope import format_timestamp
 
 __all__ = [
+    "MAX_WAITING",
     "NOT_SENT_EVENT",
     "SENT_EVENT",
     "Effects",
     "EngineRules",
     "PartitionEngine",
+    "fit_state",
     "local_run_time",
     "send_id_of",
 ]
 
 SENT_EVENT = "Notification Sent"
 NOT_SENT_EVENT = "Notification Not Sent"
+# Messages one user may have waiting (pending triggers and deferred sends together): a
+# user's state is one Kafka record, and a burst of one user's events must not outgrow it.
+MAX_WAITING = 1_000
 _MAX_LEDGER = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BUCKET_US = BUCKET_S * 1_000_000
@@ -123,6 +130,8 @@ class Effects:
     - `reasons`: the decisions not to send, counted by (campaign id, reason).
     - `untimely`: events of a trigger's name too far behind or ahead of the watermark to
       start a send. They are not decisions, so no report counts them.
+    - `refused_traits`: per user key, the traits not stored because the profile was full
+      (`domain.profiles.MAX_TRAITS_BYTES`).
     """
 
     sends: list[dict[str, Any]] = field(default_factory=list)
@@ -131,6 +140,7 @@ class Effects:
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     meta_changed: bool = False
     untimely: int = 0
+    refused_traits: dict[str, list[str]] = field(default_factory=dict)
 
 
 def send_id_of(campaign_id: str, occasion: str, user_key: str) -> str:
@@ -192,6 +202,7 @@ class PartitionEngine:
         self._held_checked: CampaignSet | None = None
         self._last_received: tuple[str, int] = ("", 0)
         self._now_text = ""
+        self._refused: list[str] = []
         for key, state in self.users.items():
             self._schedule(key, state)
 
@@ -344,7 +355,11 @@ class PartitionEngine:
         changed = state is None
         if state is None:
             state = self.users[key] = _new_user(envelope)
-        changed |= apply_traits(state["profile"], envelope)
+        refused = self._refused
+        changed |= apply_traits(state["profile"], envelope, refused)
+        if refused:
+            effects.refused_traits.setdefault(key, []).extend(refused)
+            refused.clear()
         if campaigns.features:
             changed |= apply_to_behaviour(
                 state["behaviour"],
@@ -373,6 +388,7 @@ class PartitionEngine:
             self.rules.max_lateness_us,
             self.rules.max_future_us,
             at_us,
+            MAX_WAITING - len(trigger_state.pending) - len(state["deferred"]),
         )
         if trigger_state.untimely:
             effects.untimely += 1
@@ -385,6 +401,10 @@ class PartitionEngine:
                     # A window is due only once the watermark is past its end.
                     closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
                     self._arm(key, closes_us)
+        for fire in trigger_state.crowded or ():
+            self._refuse_crowded(
+                key, state, fire.campaign_id, fire.trigger_id, at_us, campaigns, now, effects
+            )
 
         for fire in fires:
             self._decide(
@@ -583,20 +603,13 @@ class PartitionEngine:
             # It would wait until after the campaign's end, so it is reported now.
             decision = _past_end(campaign.end_at)
         if decision.outcome is DeliveryOutcome.DEFER:
-            assert decision.send_at is not None, "a deferral carries its time"
-            send_at_us = moment_us(decision.send_at)
             if any(item[0] == campaign_id and item[1] == occasion for item in state["deferred"]):
                 # This is a copy of the event behind a message that is already waiting.
                 return
-            if decision.reason is NotSentReason.THROTTLED:
-                hold(counters, decision.send_at)
-                self.counters[campaign_id] = counters
-                effects.meta_changed = True
-                state["deferred"].append([campaign_id, occasion, send_at_us, run_id, 1])
-            else:
-                state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
-            self._arm(key, send_at_us)
-            return
+            if _waiting(state) < MAX_WAITING:
+                self._defer(key, state, campaign_id, occasion, decision, counters, run_id, effects)
+                return
+            decision = _crowded()
         _remember(ledger, send_id, at_us // 1_000_000)
         if decision.outcome is DeliveryOutcome.SKIP:
             self._not_sent(campaign, state, send_id, at, now, decision, source, campaigns, effects)
@@ -629,6 +642,52 @@ class PartitionEngine:
             source,
         )
         self._emit(notification, state, campaigns, effects)
+
+    def _defer(
+        self,
+        key: str,
+        state: dict[str, Any],
+        campaign_id: str,
+        occasion: str,
+        decision: Decision,
+        counters: Any,
+        run_id: str | None,
+        effects: Effects,
+    ) -> None:
+        """Keep a message waiting until `decision.send_at`, when it is decided again."""
+        assert decision.send_at is not None, "a deferral carries its time"
+        send_at_us = moment_us(decision.send_at)
+        if decision.reason is NotSentReason.THROTTLED:
+            hold(counters, decision.send_at)
+            self.counters[campaign_id] = counters
+            effects.meta_changed = True
+            state["deferred"].append([campaign_id, occasion, send_at_us, run_id, 1])
+        else:
+            state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
+        self._arm(key, send_at_us)
+
+    def _refuse_crowded(
+        self,
+        key: str,
+        state: dict[str, Any],
+        campaign_id: str,
+        occasion: str,
+        at_us: int,
+        campaigns: CampaignSet,
+        now: datetime,
+        effects: Effects,
+    ) -> None:
+        """Report a triggered message not sent because its user has too many waiting."""
+        send_id = send_id_of(campaign_id, occasion, key)
+        campaign = campaigns.by_id.get(campaign_id)
+        if campaign is None or send_id in state["ledger"]:
+            return
+        _remember(state["ledger"], send_id, at_us // 1_000_000)
+        source = {"trigger_id": occasion}
+        self._not_sent(
+            campaign, state, send_id, _datetime(at_us), now, _crowded(), source, campaigns, effects
+        )
+        effects.changed.add(key)
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
         """Return the zone whose calendar days the behaviour counters use: the audiences'."""
@@ -763,6 +822,70 @@ def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
         # NOTE: past this many decisions in the horizon, the oldest ids are forgotten.
         for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - _MAX_LEDGER]:
             del ledger[old]
+
+
+def _waiting(state: dict[str, Any]) -> int:
+    return len(state["triggers"]["pending"]) + len(state["deferred"])
+
+
+def _crowded() -> Decision:
+    detail = f"the user already has {MAX_WAITING} messages waiting"
+    return Decision(DeliveryOutcome.SKIP, reason=NotSentReason.TOO_MANY_WAITING, detail=detail)
+
+
+def fit_state(state: dict[str, Any], max_bytes: int) -> tuple[bytes, list[str]]:
+    """Encode a user's state within `max_bytes` if it can be, trimming it in place.
+
+    What goes first is what the decisions can best do without: the oldest send ids of the
+    ledger, then the older halves of the send history and of the cancelling events' times.
+    Traits and waiting messages are bounded where they are added
+    (`domain.profiles.MAX_TRAITS_BYTES`, `MAX_WAITING`) and never trimmed here.
+
+    Returns:
+        The encoded state, which may still be larger than `max_bytes`, and the names of
+        the parts trimmed.
+    """
+    encoded = orjson.dumps(state)
+    trimmed: list[str] = []
+    for name, trim in _TRIMS:
+        while len(encoded) > max_bytes and trim(state):
+            if name not in trimmed:
+                trimmed.append(name)
+            encoded = orjson.dumps(state)
+    return encoded, trimmed
+
+
+def _trim_ledger(state: dict[str, Any]) -> bool:
+    ledger = state["ledger"]
+    if not ledger:
+        return False
+    newest = sorted(ledger, key=ledger.__getitem__)[(len(ledger) + 1) // 2 :]
+    state["ledger"] = {send_id: ledger[send_id] for send_id in newest}
+    return True
+
+
+def _trim_history(state: dict[str, Any]) -> bool:
+    history = state["history"]
+    lists = list(history["channels"].values())
+    lists += [sends["recent"] for sends in history["campaigns"].values()]
+    return _halve_all(lists)
+
+
+def _trim_cancels(state: dict[str, Any]) -> bool:
+    return _halve_all(list(state["triggers"]["cancels"].values()))
+
+
+def _halve_all(lists: list[list[int]]) -> bool:
+    """Drop the older half of each sorted list of times; False when all were empty."""
+    trimmed = False
+    for times in lists:
+        if times:
+            del times[: (len(times) + 1) // 2]
+            trimmed = True
+    return trimmed
+
+
+_TRIMS = (("ledger", _trim_ledger), ("send history", _trim_history), ("cancels", _trim_cancels))
 
 
 def _booked(item: list[Any]) -> bool:

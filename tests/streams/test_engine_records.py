@@ -233,3 +233,84 @@ def test_old_events_are_reported_in_the_log(unique_topics, caplog) -> None:  # t
         "engine: 5 events too far from the partition's event time to trigger a campaign "
         "(more than 7200 s behind it or 120 s ahead); they still updated profiles"
     ]
+
+
+async def _state_records(kafka: KafkaSettings, key: bytes) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        kafka.engine_state_topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        end = await consumer.end_offsets(list(consumer.assignment()))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                found += [record for record in batch if record.key == key]
+            positions = {tp: await consumer.position(tp) for tp in end}
+            if all(positions[tp] >= offset for tp, offset in end.items()):
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _identify(user_id: str, traits: dict[str, Any]) -> dict[str, Any]:
+    return {**_event(user_id), "type": "identify", "event": None, "traits": traits}
+
+
+def test_oversized_profile_keeps_engine_going(unique_topics, caplog) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    # 40 identify calls of 30 KB each, every one within the event size limit, would make
+    # a profile of 1.2 MB: past what the broker takes as one record.
+    heavy = [_identify("heavy", {f"trait_{n}": "x" * 30_000}) for n in range(40)]
+    state: dict[str, Any] = {}
+
+    async def sent_after_heavy(engine: StreamEngine) -> bool:
+        if "written" not in state:
+            for start in range(0, len(heavy), 10):
+                await _write(kafka, heavy[start : start + 10], [])
+            await _write(kafka, [_event("ada")], [])
+            state["written"] = True
+        return engine.stats.sends >= 1 and engine.stats.transactions >= 1
+
+    with caplog.at_level("WARNING", logger="streams.engine"):
+        _run_engine(settings, sent_after_heavy)
+
+    [stored, *_] = reversed(asyncio.run(_state_records(kafka, b"u:heavy")))
+    traits = orjson.loads(stored.value)["profile"]["traits"]
+    assert len(stored.value) < 1024 * 1024
+    assert sorted(traits) == [f"trait_{n}" for n in range(4)]
+    full = [r for r in caplog.records if "full profile" in r.getMessage()]
+    assert {r.user for r in full} == {"heavy"}
+    assert sum(int(r.getMessage().split()[2]) for r in full) == 36
+
+
+def test_oversized_state_trimmed(unique_topics, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    # A small bound stands in for the broker's, so that a few sends outgrow it.
+    monkeypatch.setattr("streams.engine._MAX_STATE_BYTES", 3_000)
+    state: dict[str, Any] = {}
+
+    async def all_sent(engine: StreamEngine) -> bool:
+        if "written" not in state:
+            await _write(kafka, [_event("ada") for _ in range(60)], [])
+            await _write(kafka, [_event("grace")], [])
+            state["written"] = True
+        return engine.stats.sends >= 61
+
+    with caplog.at_level("WARNING", logger="streams.engine"):
+        _run_engine(settings, all_sent)
+
+    [stored, *_] = reversed(asyncio.run(_state_records(kafka, b"u:ada")))
+    ledger = orjson.loads(stored.value)["ledger"]
+    assert len(stored.value) <= 3_000
+    assert 0 < len(ledger) < 60
+    trims = [r for r in caplog.records if "trimmed a user's state" in r.getMessage()]
+    assert {r.user for r in trims} == {"ada"}

@@ -11,12 +11,14 @@ import pytest
 
 from domain.delivery import AccountRules, in_account_control_group, in_control_group
 from domain.engine import (
+    MAX_WAITING,
     NOT_SENT_EVENT,
     SENT_EVENT,
     CampaignSet,
     EngineRules,
     PartitionEngine,
     compile_campaigns,
+    fit_state,
     send_id_of,
 )
 from schemas.campaign import CampaignCreate
@@ -977,3 +979,117 @@ def test_campaign_with_zoned_time_of_day_is_skipped() -> None:
 
     assert sorted(campaigns.by_id) == ["cart"]
     assert [send["campaign_id"] for send in effects.sends] == ["cart"]
+
+
+# Bounded user state -------------------------------------------------------------------
+
+# A user's state is one Kafka record; the broker's default limit is 1 MiB.
+RECORD_LIMIT = 1024 * 1024
+
+
+def test_trigger_burst_bounded() -> None:
+    day_cart = _campaign(
+        {
+            "type": "inaction",
+            "did": {"event": "add_to_cart"},
+            "did_not": {"event": "purchase"},
+            "within": "P1D",
+        }
+    )
+    campaigns = _campaigns(cart=day_cart)
+    engine = PartitionEngine(0, EngineRules())
+    burst = [
+        _event("u1", "add_to_cart", T0 + timedelta(seconds=n), f"cart-{n}")
+        for n in range(MAX_WAITING + 3)
+    ]
+    effects = engine.process([_identify("u1", T0), *burst], campaigns, NOW)
+
+    state = engine.users["u1"]
+    assert len(state["triggers"]["pending"]) == MAX_WAITING
+    assert effects.reasons == Counter({("cart", "too_many_waiting"): 3})
+    refused = [e for e in effects.events if e["event"] == NOT_SENT_EVENT]
+    assert [e["properties"]["trigger_id"] for e in refused] == [
+        f"cart-{n}" for n in range(MAX_WAITING, MAX_WAITING + 3)
+    ]
+    assert len(orjson.dumps(state)) < RECORD_LIMIT
+
+    # A copy of a refused event is not reported twice.
+    again = engine.process([burst[-1]], campaigns, NOW)
+    assert again.events == [] and again.reasons == Counter()
+
+    later = engine.advance(_us(T0 + timedelta(days=2)), campaigns, NOW)
+    assert len(later.sends) == MAX_WAITING
+    assert state["triggers"]["pending"] == []
+
+
+def test_deferral_past_bound_reported() -> None:
+    quiet = {
+        "windows": [
+            {
+                "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "start": "22:00",
+                "end": "08:00",
+            }
+        ],
+        "action": "defer",
+    }
+    campaigns = _campaigns(
+        payment=_campaign({"type": "event", "event": "payment_error"}, {"quiet_hours": quiet})
+    )
+    engine = PartitionEngine(0, EngineRules())
+    night = datetime(2024, 3, 13, 23, tzinfo=UTC)
+    errors = [
+        _event("u1", "payment_error", night + timedelta(seconds=n)) for n in range(MAX_WAITING + 2)
+    ]
+    effects = engine.process([_identify("u1", night), *errors], campaigns, NOW)
+
+    assert effects.sends == []
+    assert len(engine.users["u1"]["deferred"]) == MAX_WAITING
+    assert effects.reasons == Counter({("payment", "too_many_waiting"): 2})
+    morning = engine.advance(_us(datetime(2024, 3, 14, 8, tzinfo=UTC)), campaigns, NOW)
+    assert len(morning.sends) == MAX_WAITING
+
+
+def _large_state() -> dict[str, Any]:
+    return {
+        "profile": {"user_id": "u1", "anonymous_id": None, "traits": {"plan": "pro"}},
+        "triggers": {"pending": [["cart", "m1", 5]], "cancels": {"k": list(range(64))}},
+        "deferred": [],
+        "history": {
+            "channels": {"push": list(range(1000))},
+            "campaigns": {"cart": {"total": 1000, "recent": list(range(1000))}},
+        },
+        "behaviour": {"features": {}},
+        "ledger": {f"{n:032x}": 1_700_000_000 + n for n in range(10_000)},
+    }
+
+
+def test_fit_state_drops_oldest_ledger_first() -> None:
+    state = _large_state()
+    encoded, trimmed = fit_state(state, 300_000)
+
+    assert trimmed == ["ledger"]
+    assert len(encoded) <= 300_000
+    assert orjson.loads(encoded) == state
+    kept = sorted(state["ledger"].values())
+    assert kept[-1] == 1_700_000_000 + 9_999
+    assert kept == list(range(kept[0], 1_700_000_000 + 10_000))
+    assert state["triggers"]["pending"] == [["cart", "m1", 5]]
+
+
+def test_fit_state_keeps_waiting_messages() -> None:
+    state = _large_state()
+    encoded, trimmed = fit_state(state, 200)
+
+    assert trimmed == ["ledger", "send history", "cancels"]
+    assert state["ledger"] == {}
+    assert state["triggers"]["pending"] == [["cart", "m1", 5]]
+    assert state["profile"]["traits"] == {"plan": "pro"}
+    # Still too large once everything it may trim is gone; the caller decides.
+    assert len(encoded) == len(orjson.dumps(state))
+
+
+def test_fit_state_leaves_a_small_state_alone() -> None:
+    state = _large_state()
+    before = orjson.dumps(state)
+    assert fit_state(state, RECORD_LIMIT) == (before, [])
