@@ -27,6 +27,7 @@ from pydantic import (
 
 from domain.lifecycle import CampaignState
 from schemas.campaign_message import Channel, WhatSection, check_json_size
+from schemas.durations import Duration
 from schemas.text import StoredText
 
 __all__ = [
@@ -255,8 +256,7 @@ class EventTrigger(_WhenBase):
     event: TriggerEvent
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
     profile_filters: list[PropertyFilter] = Field(default=[], max_length=20)
-    # NOTE: durations also take booleans as seconds (`true` is one second), as pydantic does.
-    delay: timedelta = Field(default=timedelta(0), ge=timedelta(0), le=timedelta(days=30))
+    delay: Duration = Field(default=timedelta(0), ge=timedelta(0), le=timedelta(days=30))
 
 
 class InactionTrigger(_WhenBase):
@@ -270,7 +270,7 @@ class InactionTrigger(_WhenBase):
     type: Literal["inaction"] = "inaction"
     did: EventCondition
     did_not: EventCondition
-    within: timedelta = Field(ge=timedelta(minutes=1), le=timedelta(days=30))
+    within: Duration = Field(ge=timedelta(minutes=1), le=timedelta(days=30))
 
     @model_validator(mode="after")
     def _different_events(self) -> InactionTrigger:
@@ -320,7 +320,7 @@ class PerUserLimit(_Contract):
 
     max_sends: StrictInt = Field(ge=1, le=1000)
     period: Literal["rolling", "calendar_day", "calendar_week", "calendar_month", "ever"]
-    window: timedelta | None = Field(default=None, ge=timedelta(minutes=5), le=timedelta(days=30))
+    window: Duration | None = Field(default=None, ge=timedelta(minutes=5), le=timedelta(days=30))
 
     @model_validator(mode="after")
     def _window_for_rolling(self) -> PerUserLimit:
@@ -351,7 +351,7 @@ class Throttle(_Contract):
 class ConversionGoal(_Contract):
     event: Name
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
-    window: timedelta = Field(ge=timedelta(minutes=1), le=MAX_CONVERSION_WINDOW)
+    window: Duration = Field(ge=timedelta(minutes=1), le=MAX_CONVERSION_WINDOW)
     revenue_property: Name | None = None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from schemas.campaign_message import Channel
+from schemas.durations import Duration
 
 __all__ = [
     "MAX_CAP_DAYS",
@@ -48,7 +49,7 @@ class ChannelFrequencyCap(_Contract):
 
     max_messages: StrictInt | None = Field(default=None, ge=1, le=MAX_CAP_MESSAGES)
     days: StrictInt = Field(default=1, ge=1, le=MAX_CAP_DAYS)
-    min_gap: timedelta | None = Field(default=None, ge=MIN_GAP_FLOOR, le=MIN_GAP_CEILING)
+    min_gap: Duration | None = Field(default=None, ge=MIN_GAP_FLOOR, le=MIN_GAP_CEILING)
 
     @model_validator(mode="after")
     def _limits_something(self) -> ChannelFrequencyCap:

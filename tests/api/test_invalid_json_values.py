@@ -225,3 +225,44 @@ def test_times_of_day_are_local_text(control_api: ControlApi, value: Any) -> Non
         [error] = response.json()["detail"]
         assert error["loc"] == loc
         assert "expected a local time of day as text, such as '22:00'" in error["msg"]
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_durations_reject_booleans(control_api: ControlApi, value: bool) -> None:
+    inaction = {
+        "type": "inaction",
+        "did": {"event": "add_to_cart"},
+        "did_not": {"event": "purchase"},
+        "within": value,
+    }
+    per_user = {"max_sends": 1, "period": "rolling", "window": value}
+    cases = [
+        (push_campaign(when={"type": "event", "event": "signup", "delay": value}), "/campaigns"),
+        (push_campaign(when=inaction), "/campaigns"),
+        (push_campaign(delivery={"per_user": per_user}), "/campaigns"),
+    ]
+    locs = [
+        ["body", "when", "event", "delay"],
+        ["body", "when", "inaction", "within"],
+        ["body", "delivery", "per_user", "window"],
+    ]
+    for (body, path), loc in zip(cases, locs, strict=True):
+        response = control_api.post(path, control_api.admin, body)
+        assert response.status_code == 422
+        [error] = response.json()["detail"]
+        assert error["loc"] == loc
+        assert "expected a duration such as 'PT1H' or a number of seconds" in error["msg"]
+
+    caps = {"frequency_caps": {"channels": {"sms": {"min_gap": value}}}}
+    response = control_api.patch("/account", control_api.admin, {"delivery": caps})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "delivery", "frequency_caps", "channels", "sms", "min_gap"]
+
+
+def test_durations_take_text_and_seconds(control_api: ControlApi) -> None:
+    for delay in ["PT30M", 1800]:
+        body = push_campaign(when={"type": "event", "event": "signup", "delay": delay})
+        response = control_api.post("/campaigns", control_api.admin, body)
+        assert response.status_code == 201
+        assert response.json()["when"]["delay"] == "PT30M"
