@@ -9,7 +9,7 @@ import orjson
 __all__ = ["MAX_TRAITS_BYTES", "apply_event", "apply_traits", "new_profile"]
 
 # A profile travels as one Kafka record (the profiles changelog, the engine's state), and
-# the broker refuses records past 1 MiB by default. Identify calls each within the event
+# the broker rejects records past 1 MiB by default. Identify calls each within the event
 # size limit could otherwise add traits until no worker can write the profile.
 MAX_TRAITS_BYTES = 128 * 1024
 
@@ -31,7 +31,7 @@ def new_profile(envelope: dict[str, Any], partition: int) -> dict[str, Any]:
 
 
 def apply_event(
-    profile: dict[str, Any], envelope: dict[str, Any], refused: list[str] | None = None
+    profile: dict[str, Any], envelope: dict[str, Any], rejected: list[str] | None = None
 ) -> dict[str, Any]:
     """Fold one event into a profile, in place, and return it.
 
@@ -39,17 +39,17 @@ def apply_event(
     so a client can clear a value. A trait update older than the last one applied is
     ignored, so that a late event cannot overwrite newer data. A trait that would take
     the traits past `MAX_TRAITS_BYTES` of JSON is not stored, the value it had before
-    stays, and its name is appended to `refused`.
+    stays, and its name is appended to `rejected`.
     """
     timestamp = envelope["timestamp"]
     profile["first_seen"] = min(profile["first_seen"], timestamp)
     profile["last_seen"] = max(profile["last_seen"], timestamp)
-    apply_traits(profile, envelope, refused)
+    apply_traits(profile, envelope, rejected)
     return profile
 
 
 def apply_traits(
-    profile: dict[str, Any], envelope: dict[str, Any], refused: list[str] | None = None
+    profile: dict[str, Any], envelope: dict[str, Any], rejected: list[str] | None = None
 ) -> bool:
     """Fold one event's identity and traits into a profile, in place.
 
@@ -67,14 +67,14 @@ def apply_traits(
         timestamp = envelope["timestamp"]
         updated_at = profile.get("traits_updated_at")
         if updated_at is None or timestamp >= updated_at:
-            _merge_traits(profile["traits"], envelope["traits"], refused)
+            _merge_traits(profile["traits"], envelope["traits"], rejected)
             profile["traits_updated_at"] = timestamp
             changed = True
     return changed
 
 
 def _merge_traits(
-    traits: dict[str, Any], update: dict[str, Any], refused: list[str] | None
+    traits: dict[str, Any], update: dict[str, Any], rejected: list[str] | None
 ) -> None:
     size = len(orjson.dumps(traits))
     if size + len(orjson.dumps(update)) <= MAX_TRAITS_BYTES:
@@ -97,8 +97,8 @@ def _merge_traits(
         grown = size + after - before if before is not None else size + after + bool(traits)
         if grown > MAX_TRAITS_BYTES and grown > size:
             # A profile stored before the bound was set may lie past it; it may shrink.
-            if refused is not None:
-                refused.append(key)
+            if rejected is not None:
+                rejected.append(key)
             continue
         traits[key] = value
         size = grown

@@ -99,7 +99,7 @@ _POLL_MS = 100
 _CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
 # At most one warning per partition this often about events too old or new to trigger.
 _UNTIMELY_LOG_S = 60.0
-# A user's state is one record, and brokers refuse records past 1 MiB by default
+# A user's state is one record, and brokers reject records past 1 MiB by default
 # (`message.max.bytes`). The margin covers the record's key and batch headers.
 _MAX_STATE_BYTES = 960 * 1024
 # Trait names listed in one log line about a full profile.
@@ -357,7 +357,7 @@ class StreamEngine(ConsumerRebalanceListener):
             else:
                 result = self._process_records(engine, records, campaigns, now)
             _merge(effects.setdefault(tp.partition, Effects()), result)
-            _log_refused_traits(tp.partition, result)
+            _log_rejected_traits(tp.partition, result)
             if result.untimely:
                 self._untimely[tp.partition] = self._untimely.get(tp.partition, 0) + result.untimely
             offsets[tp] = records[-1].offset + 1
@@ -726,8 +726,8 @@ def _fitted(partition: int, key: str, state: Any, size: int) -> bytes | None:
     return value
 
 
-def _log_refused_traits(partition: int, effects: Effects) -> None:
-    for key, names in effects.refused_traits.items():
+def _log_rejected_traits(partition: int, effects: Effects) -> None:
+    for key, names in effects.rejected_traits.items():
         shown = ", ".join(names[:_LOGGED_TRAITS]) + (" …" if len(names) > _LOGGED_TRAITS else "")
         logger.warning(
             "engine kept %d traits out of a full profile (at most %d bytes of JSON): %s",
@@ -740,8 +740,8 @@ def _log_refused_traits(partition: int, effects: Effects) -> None:
 
 def _merge(total: Effects, part: Effects) -> None:
     total.untimely += part.untimely
-    for key, names in part.refused_traits.items():
-        total.refused_traits.setdefault(key, []).extend(names)
+    for key, names in part.rejected_traits.items():
+        total.rejected_traits.setdefault(key, []).extend(names)
     total.sends += part.sends
     total.events += part.events
     total.changed |= part.changed

@@ -84,14 +84,14 @@ def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition
             continue
         key = partition_key(envelope)
         profile = touched.get(key) or table.get(key) or new_profile(envelope, partition)
-        refused: list[str] = []
-        touched[key] = apply_event(profile, envelope, refused)
-        if refused:
+        rejected: list[str] = []
+        touched[key] = apply_event(profile, envelope, rejected)
+        if rejected:
             logger.warning(
                 "profiles kept %d traits out of a full profile (at most %d bytes of JSON): %s",
-                len(refused),
+                len(rejected),
                 MAX_TRAITS_BYTES,
-                ", ".join(refused[:10]) + (" …" if len(refused) > 10 else ""),
+                ", ".join(rejected[:10]) + (" …" if len(rejected) > 10 else ""),
                 extra={"user": key, "message_id": envelope.get("message_id")},
             )
     for key, profile in touched.items():

@@ -130,7 +130,7 @@ class Effects:
     - `reasons`: the decisions not to send, counted by (campaign id, reason).
     - `untimely`: events of a trigger's name too far behind or ahead of the watermark to
       start a send. They are not decisions, so no report counts them.
-    - `refused_traits`: per user key, the traits not stored because the profile was full
+    - `rejected_traits`: per user key, the traits not stored because the profile was full
       (`domain.profiles.MAX_TRAITS_BYTES`).
     """
 
@@ -140,7 +140,7 @@ class Effects:
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     meta_changed: bool = False
     untimely: int = 0
-    refused_traits: dict[str, list[str]] = field(default_factory=dict)
+    rejected_traits: dict[str, list[str]] = field(default_factory=dict)
 
 
 def send_id_of(campaign_id: str, occasion: str, user_key: str) -> str:
@@ -202,7 +202,7 @@ class PartitionEngine:
         self._held_checked: CampaignSet | None = None
         self._last_received: tuple[str, int] = ("", 0)
         self._now_text = ""
-        self._refused: list[str] = []
+        self._rejected: list[str] = []
         for key, state in self.users.items():
             self._schedule(key, state)
 
@@ -355,11 +355,11 @@ class PartitionEngine:
         changed = state is None
         if state is None:
             state = self.users[key] = _new_user(envelope)
-        refused = self._refused
-        changed |= apply_traits(state["profile"], envelope, refused)
-        if refused:
-            effects.refused_traits.setdefault(key, []).extend(refused)
-            refused.clear()
+        rejected = self._rejected
+        changed |= apply_traits(state["profile"], envelope, rejected)
+        if rejected:
+            effects.rejected_traits.setdefault(key, []).extend(rejected)
+            rejected.clear()
         if campaigns.features:
             changed |= apply_to_behaviour(
                 state["behaviour"],
@@ -402,7 +402,7 @@ class PartitionEngine:
                     closes_us = fire_at_us + (campaign_id in campaigns.inaction_ids)
                     self._arm(key, closes_us)
         for fire in trigger_state.crowded or ():
-            self._refuse_crowded(
+            self._reject_crowded(
                 key, state, fire.campaign_id, fire.trigger_id, at_us, campaigns, now, effects
             )
 
@@ -666,7 +666,7 @@ class PartitionEngine:
             state["deferred"].append([campaign_id, occasion, send_at_us, run_id])
         self._arm(key, send_at_us)
 
-    def _refuse_crowded(
+    def _reject_crowded(
         self,
         key: str,
         state: dict[str, Any],

@@ -46,9 +46,9 @@ def test_late_trait_update_is_ignored() -> None:
 
 def test_trait_filling_bound_kept() -> None:
     profile = _filled(MAX_TRAITS_BYTES - len(',"a":1'))
-    refused: list[str] = []
-    apply_event(profile, _identify("2024-03-13T10:01:00Z", a=1), refused)
-    assert refused == []
+    rejected: list[str] = []
+    apply_event(profile, _identify("2024-03-13T10:01:00Z", a=1), rejected)
+    assert rejected == []
     assert profile["traits"]["a"] == 1
     assert len(orjson.dumps(profile["traits"])) == MAX_TRAITS_BYTES
 
@@ -56,10 +56,10 @@ def test_trait_filling_bound_kept() -> None:
 def test_trait_past_bound_keeps_old_value() -> None:
     profile = _filled(MAX_TRAITS_BYTES - len(',"a":1'))
     apply_event(profile, _identify("2024-03-13T10:01:00Z", a=1))
-    refused: list[str] = []
+    rejected: list[str] = []
     update = _identify("2024-03-13T10:02:00Z", a=12, b=None, c="small")
-    apply_event(profile, update, refused)
-    assert refused == ["a", "c"]
+    apply_event(profile, update, rejected)
+    assert rejected == ["a", "c"]
     assert profile["traits"]["a"] == 1
     assert "c" not in profile["traits"]
     # The update still counts as applied, so an older one cannot follow it.
@@ -68,32 +68,32 @@ def test_trait_past_bound_keeps_old_value() -> None:
 
 def test_removed_trait_frees_room() -> None:
     profile = _filled(MAX_TRAITS_BYTES)
-    refused: list[str] = []
+    rejected: list[str] = []
     update = _identify("2024-03-13T10:01:00Z", pad=None, plan="pro")
-    apply_event(profile, update, refused)
-    assert refused == []
+    apply_event(profile, update, rejected)
+    assert rejected == []
     assert profile["traits"] == {"plan": "pro"}
 
 
 def test_many_identify_calls_stay_bounded() -> None:
     profile = new_profile(_identify("2024-03-13T10:00:00Z"), 0)
-    refused: list[str] = []
+    rejected: list[str] = []
     for n in range(40):
         at = f"2024-03-13T10:{n:02d}:00Z"
-        apply_event(profile, _identify(at, **{f"t{n}": "x" * 30_000}), refused)
+        apply_event(profile, _identify(at, **{f"t{n}": "x" * 30_000}), rejected)
     assert len(orjson.dumps(profile["traits"])) <= MAX_TRAITS_BYTES
-    assert refused == [f"t{n}" for n in range(4, 40)]
+    assert rejected == [f"t{n}" for n in range(4, 40)]
 
 
 def test_oversized_profile_shrinks_not_grows() -> None:
     profile = new_profile(_identify("2024-03-13T10:00:00Z"), 0)
     profile["traits"] = {"pad": "x" * MAX_TRAITS_BYTES}
-    refused: list[str] = []
+    rejected: list[str] = []
     update = _identify("2024-03-13T10:01:00Z", pad="x" * 100, plan="pro")
-    apply_event(profile, update, refused)
-    assert refused == []
+    apply_event(profile, update, rejected)
+    assert rejected == []
     assert profile["traits"] == {"pad": "x" * 100, "plan": "pro"}
 
     profile["traits"] = {"pad": "x" * MAX_TRAITS_BYTES}
-    apply_event(profile, _identify("2024-03-13T10:02:00Z", plan="pro"), refused)
-    assert refused == ["plan"]
+    apply_event(profile, _identify("2024-03-13T10:02:00Z", plan="pro"), rejected)
+    assert rejected == ["plan"]

@@ -1007,13 +1007,13 @@ def test_trigger_burst_bounded() -> None:
     state = engine.users["u1"]
     assert len(state["triggers"]["pending"]) == MAX_WAITING
     assert effects.reasons == Counter({("cart", "too_many_waiting"): 3})
-    refused = [e for e in effects.events if e["event"] == NOT_SENT_EVENT]
-    assert [e["properties"]["trigger_id"] for e in refused] == [
+    rejected = [e for e in effects.events if e["event"] == NOT_SENT_EVENT]
+    assert [e["properties"]["trigger_id"] for e in rejected] == [
         f"cart-{n}" for n in range(MAX_WAITING, MAX_WAITING + 3)
     ]
     assert len(orjson.dumps(state)) < RECORD_LIMIT
 
-    # A copy of a refused event is not reported twice.
+    # A copy of a rejected event is not reported twice.
     again = engine.process([burst[-1]], campaigns, NOW)
     assert again.events == [] and again.reasons == Counter()
 
