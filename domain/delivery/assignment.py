@@ -35,12 +35,16 @@ def in_control_group(percent: int | None, campaign_id: str, user_id: str) -> boo
     return percent is not None and point_of(_CONTROL, campaign_id, user_id) < percent
 
 
-def in_account_control_group(percent: int | None, user_id: str) -> bool:
+def in_account_control_group(
+    percent: int | None, user_id: str, account_id: str | None = None
+) -> bool:
     """Return whether the user is in the account-wide control group.
 
-    The point ignores the campaign, so these users are held out of every campaign.
+    The point ignores the campaign, so these users are held out of every campaign of the
+    account. It depends on the account, so that two accounts with the same percentage
+    hold out different users; settings of no account use one point for every campaign.
     """
-    return percent is not None and point_of(_ACCOUNT_CONTROL, "", user_id) < percent
+    return percent is not None and point_of(_ACCOUNT_CONTROL, account_id or "", user_id) < percent
 
 
 def choose_variant(

@@ -100,10 +100,13 @@ class AccountRules:
 
     Attributes:
         timezone: the account's IANA time zone; a name that is not one reads as UTC.
+        account_id: the account whose settings these are, which picks its control group;
+            None for the workers' own settings.
     """
 
     timezone: str
     settings: AccountDeliverySettings = field(default_factory=AccountDeliverySettings)
+    account_id: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -261,7 +264,7 @@ def _check_limits(context: _Context) -> Decision | None:
 def _check_control_groups(context: _Context) -> Decision | None:
     user_id = context.candidate.user_id
     account_percent = context.account.settings.control_group_percent
-    if in_account_control_group(account_percent, user_id):
+    if in_account_control_group(account_percent, user_id, context.account.account_id):
         return _skip(NotSentReason.ACCOUNT_CONTROL_GROUP)
     campaign = context.campaign
     if in_control_group(campaign.delivery.control_group_percent, campaign.campaign_id, user_id):

@@ -208,7 +208,9 @@ def _account_rules(stored: Mapping[str, Any]) -> AccountRules | None:
         return None
     # The engine puts its own zone in place of a missing one.
     timezone = stored.get("timezone") or ""
-    return AccountRules(timezone, AccountDeliverySettings.model_validate(settings))
+    return AccountRules(
+        timezone, AccountDeliverySettings.model_validate(settings), stored.get("account_id")
+    )
 
 
 def _audience(

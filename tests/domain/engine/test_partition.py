@@ -375,6 +375,37 @@ def test_account_control_group_published_with_campaigns() -> None:
     assert effects.reasons == Counter({("payment", "account_control_group"): len(in_group)})
 
 
+def test_account_control_groups_differ_by_account() -> None:
+    entries = {}
+    for account in ("shop", "bank"):
+        body = _campaign({"type": "event", "event": "payment_error"})
+        entry = catalog_entry(CampaignCreate.model_validate(body))
+        entry["account_id"] = account
+        entry["account_delivery"] = {"control_group_percent": 5}
+        entries[f"{account}-payment"] = entry
+    campaigns = compile_campaigns(entries, {})
+    engine = PartitionEngine(0, EngineRules())
+    users = [f"user-{n}" for n in range(1000)]
+    envelopes = [
+        e for user in users for e in (_identify(user, T0), _event(user, "payment_error", T0))
+    ]
+    effects = engine.process(envelopes, campaigns, NOW)
+
+    held = {
+        account: {
+            e["user_id"]
+            for e in effects.events
+            if e["campaign_id"] == f"{account}-payment"
+            and e["properties"].get("reason") == "account_control_group"
+        }
+        for account in ("shop", "bank")
+    }
+    for account, users_held in held.items():
+        assert users_held == {u for u in users if in_account_control_group(5, u, account)}
+        assert 20 <= len(users_held) <= 80
+    assert held["shop"] != held["bank"]
+
+
 def test_label_audiences_count_own_account_only() -> None:
     sent_sale = {
         "type": "inline_segment",
