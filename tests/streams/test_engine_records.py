@@ -294,7 +294,7 @@ def test_oversized_profile_keeps_engine_going(unique_topics, caplog) -> None:  #
 def test_oversized_state_trimmed(unique_topics, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
     settings = engine_settings(kafka)
-    # A small bound stands in for the broker's, so that a few sends outgrow it.
+    # A small bound takes the place of the broker's limit, so that a few sends outgrow it.
     monkeypatch.setattr("streams.engine._MAX_STATE_BYTES", 3_000)
     state: dict[str, Any] = {}
 
