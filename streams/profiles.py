@@ -78,24 +78,26 @@ def install_profiles(app: faust.App, settings: HeraldSettings) -> faust.Table:
 def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition: int) -> None:
     # One table write per user and record: each write is a changelog message.
     touched: dict[str, dict[str, Any]] = {}
+    # One log line per user and record, however many of its events a full profile meets.
+    rejected: dict[str, list[str]] = {}
     for envelope in envelopes:
         if envelope_problem(envelope) is not None:
             # The landing sends it to the rejected topic with the reason.
             continue
         key = partition_key(envelope)
         profile = touched.get(key) or table.get(key) or new_profile(envelope, partition)
-        rejected: list[str] = []
-        touched[key] = apply_event(profile, envelope, rejected)
-        if rejected:
-            logger.warning(
-                "profiles kept %d traits out of a full profile (at most %d bytes of JSON): %s",
-                len(rejected),
-                MAX_TRAITS_BYTES,
-                ", ".join(rejected[:10]) + (" …" if len(rejected) > 10 else ""),
-                extra={"user": key, "message_id": envelope.get("message_id")},
-            )
+        touched[key] = apply_event(profile, envelope, rejected.setdefault(key, []))
     for key, profile in touched.items():
         table[key] = profile
+    for key, names in rejected.items():
+        if names:
+            logger.warning(
+                "profiles kept %d traits out of a full profile (at most %d bytes of JSON): %s",
+                len(names),
+                MAX_TRAITS_BYTES,
+                ", ".join(names[:10]) + (" …" if len(names) > 10 else ""),
+                extra={"user": key, "partition": partition},
+            )
 
 
 async def _snapshot(table: faust.Table, partitions: list[int], directory: Path) -> None:
