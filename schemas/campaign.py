@@ -27,7 +27,7 @@ from pydantic import (
 
 from domain.lifecycle import CampaignState
 from schemas.campaign_message import Channel, WhatSection, check_json_size
-from schemas.durations import Duration
+from schemas.durations import durations_reject_booleans
 from schemas.text import StoredText
 
 __all__ = [
@@ -256,7 +256,9 @@ class EventTrigger(_WhenBase):
     event: TriggerEvent
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
     profile_filters: list[PropertyFilter] = Field(default=[], max_length=20)
-    delay: Duration = Field(default=timedelta(0), ge=timedelta(0), le=timedelta(days=30))
+    delay: timedelta = Field(default=timedelta(0), ge=timedelta(0), le=timedelta(days=30))
+
+    _delay_not_boolean = durations_reject_booleans("delay")
 
 
 class InactionTrigger(_WhenBase):
@@ -270,7 +272,9 @@ class InactionTrigger(_WhenBase):
     type: Literal["inaction"] = "inaction"
     did: EventCondition
     did_not: EventCondition
-    within: Duration = Field(ge=timedelta(minutes=1), le=timedelta(days=30))
+    within: timedelta = Field(ge=timedelta(minutes=1), le=timedelta(days=30))
+
+    _within_not_boolean = durations_reject_booleans("within")
 
     @model_validator(mode="after")
     def _different_events(self) -> InactionTrigger:
@@ -320,7 +324,9 @@ class PerUserLimit(_Contract):
 
     max_sends: StrictInt = Field(ge=1, le=1000)
     period: Literal["rolling", "calendar_day", "calendar_week", "calendar_month", "ever"]
-    window: Duration | None = Field(default=None, ge=timedelta(minutes=5), le=timedelta(days=30))
+    window: timedelta | None = Field(default=None, ge=timedelta(minutes=5), le=timedelta(days=30))
+
+    _window_not_boolean = durations_reject_booleans("window")
 
     @model_validator(mode="after")
     def _window_for_rolling(self) -> PerUserLimit:
@@ -351,8 +357,10 @@ class Throttle(_Contract):
 class ConversionGoal(_Contract):
     event: Name
     property_filters: list[PropertyFilter] = Field(default=[], max_length=20)
-    window: Duration = Field(ge=timedelta(minutes=1), le=MAX_CONVERSION_WINDOW)
+    window: timedelta = Field(ge=timedelta(minutes=1), le=MAX_CONVERSION_WINDOW)
     revenue_property: Name | None = None
+
+    _window_not_boolean = durations_reject_booleans("window")
 
 
 class CampaignLimits(_Contract):

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from schemas.campaign_message import Channel
-from schemas.durations import Duration
+from schemas.durations import durations_reject_booleans
 
 __all__ = [
     "MAX_CAP_DAYS",
@@ -49,7 +49,9 @@ class ChannelFrequencyCap(_Contract):
 
     max_messages: StrictInt | None = Field(default=None, ge=1, le=MAX_CAP_MESSAGES)
     days: StrictInt = Field(default=1, ge=1, le=MAX_CAP_DAYS)
-    min_gap: Duration | None = Field(default=None, ge=MIN_GAP_FLOOR, le=MIN_GAP_CEILING)
+    min_gap: timedelta | None = Field(default=None, ge=MIN_GAP_FLOOR, le=MIN_GAP_CEILING)
+
+    _min_gap_not_boolean = durations_reject_booleans("min_gap")
 
     @model_validator(mode="after")
     def _limits_something(self) -> ChannelFrequencyCap:

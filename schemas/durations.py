@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator
+from pydantic import field_validator
 
-__all__ = ["Duration"]
+__all__ = ["durations_reject_booleans"]
 
 
 def _not_boolean(value: Any) -> Any:
@@ -19,4 +18,10 @@ def _not_boolean(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_not_boolean)]
+def durations_reject_booleans(*fields: str) -> Any:
+    """Return a validator of a model that rejects booleans in the duration `fields`.
+
+    A validator of the field, rather than of an annotated type, keeps pydantic's own
+    messages for the fields' bounds, such as "less than or equal to 7 days".
+    """
+    return field_validator(*fields, mode="before")(_not_boolean)
