@@ -85,14 +85,16 @@ def _merge_traits(
             else:
                 traits[key] = value
         return
+    # Exact sizes: an item is `"key":value`, and all but the first take a comma. Removals
+    # go first, so that the order of an update's traits does not decide what fits.
     for key, value in update.items():
-        # Exact sizes: an item is `"key":value`, and all but the first take a comma.
-        before = _item_bytes(key, traits[key]) if key in traits else None
+        if value is None and key in traits:
+            size -= _item_bytes(key, traits[key]) + (len(traits) > 1)
+            del traits[key]
+    for key, value in update.items():
         if value is None:
-            if before is not None:
-                size -= before + (len(traits) > 1)
-                del traits[key]
             continue
+        before = _item_bytes(key, traits[key]) if key in traits else None
         after = _item_bytes(key, value)
         grown = size + after - before if before is not None else size + after + bool(traits)
         if grown > MAX_TRAITS_BYTES and grown > size:

@@ -457,6 +457,9 @@ def on_event(
         if trigger.kind == "action" and trigger.offset_us == 0:
             fires.append(fire)
         elif trigger.kind == "action" or not _cancelled_before(state, trigger, at_us):
+            if _is_pending(state, fire):
+                # A copy of the event behind a send that is already pending.
+                continue
             if room is not None and room <= 0:
                 state.crowded = [*(state.crowded or ()), fire]
                 continue
@@ -465,6 +468,11 @@ def on_event(
             if room is not None:
                 room -= 1
     return fires
+
+
+def _is_pending(state: TriggerState, fire: TriggerFire) -> bool:
+    campaign_id, trigger_id = fire.campaign_id, fire.trigger_id
+    return any(item[1] == trigger_id and item[0] == campaign_id for item in state.pending)
 
 
 def _cancelled_before(state: TriggerState, trigger: CompiledTrigger, at_us: int) -> bool:

@@ -730,11 +730,10 @@ def _log_rejected_traits(partition: int, effects: Effects) -> None:
     for key, names in effects.rejected_traits.items():
         shown = ", ".join(names[:_LOGGED_TRAITS]) + (" …" if len(names) > _LOGGED_TRAITS else "")
         logger.warning(
-            "engine kept %d traits out of a full profile (at most %d bytes of JSON): %s",
-            len(names),
+            "engine rejected traits that would take the profile past %d bytes of JSON: %s",
             MAX_TRAITS_BYTES,
             shown,
-            extra={"partition": partition, "user": key},
+            extra={"partition": partition, "user": key, "traits": len(names)},
         )
 
 

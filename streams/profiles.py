@@ -92,11 +92,10 @@ def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition
     for key, names in rejected.items():
         if names:
             logger.warning(
-                "profiles kept %d traits out of a full profile (at most %d bytes of JSON): %s",
-                len(names),
+                "profiles rejected traits that would take the profile past %d bytes of JSON: %s",
                 MAX_TRAITS_BYTES,
                 ", ".join(names[:10]) + (" …" if len(names) > 10 else ""),
-                extra={"user": key, "partition": partition},
+                extra={"user": key, "partition": partition, "traits": len(names)},
             )
 
 

@@ -104,6 +104,7 @@ NOT_SENT_EVENT = "Notification Not Sent"
 # user's state is one Kafka record, and a burst of one user's events must not outgrow it.
 MAX_WAITING = 1_000
 _MAX_LEDGER = 10_000
+_KEPT_LEDGER = 7_500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BUCKET_US = BUCKET_S * 1_000_000
 
@@ -682,11 +683,16 @@ class PartitionEngine:
         campaign = campaigns.by_id.get(campaign_id)
         if campaign is None or send_id in state["ledger"]:
             return
+        at = _datetime(at_us)
+        traits = state["profile"]["traits"]
+        if campaign.audience is not None and not campaign.audience.matches(
+            traits, state["behaviour"], at
+        ):
+            # Not a message the user would get now; its own time would have decided it.
+            return
         _remember(state["ledger"], send_id, at_us // 1_000_000)
         source = {"trigger_id": occasion}
-        self._not_sent(
-            campaign, state, send_id, _datetime(at_us), now, _crowded(), source, campaigns, effects
-        )
+        self._not_sent(campaign, state, send_id, at, now, _crowded(), source, campaigns, effects)
         effects.changed.add(key)
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
@@ -814,13 +820,19 @@ def local_run_time(
 
 def _remember(ledger: dict[str, int], send_id: str, at_s: int) -> None:
     ledger[send_id] = at_s
-    if len(ledger) > _MAX_LEDGER // 2:
-        oldest_s = at_s - HISTORY_HORIZON_S
-        for old in [sid for sid, when in ledger.items() if when < oldest_s]:
-            del ledger[old]
     if len(ledger) > _MAX_LEDGER:
+        _prune_ledger(ledger, at_s)
+
+
+def _prune_ledger(ledger: dict[str, int], at_s: int) -> None:
+    """Forget the ids decided before the history horizon, then the oldest, down to
+    `_KEPT_LEDGER`, so that pruning runs once per thousands of decisions, not on each."""
+    oldest_s = at_s - HISTORY_HORIZON_S
+    for old in [sid for sid, when in ledger.items() if when < oldest_s]:
+        del ledger[old]
+    if len(ledger) > _KEPT_LEDGER:
         # NOTE: past this many decisions in the horizon, the oldest ids are forgotten.
-        for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - _MAX_LEDGER]:
+        for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - _KEPT_LEDGER]:
             del ledger[old]
 
 

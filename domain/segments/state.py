@@ -9,13 +9,16 @@ per feature key, a plain JSON object:
      "recent": [[739322, [1710032400000000, …]]]} # exact epoch microseconds, latest days
 
 `days` keeps the latest `horizon_days + SPARE_DAYS` local days of the feature, and
-`recent` the exact times of the events of its latest `SPARE_DAYS + 1` days. With the spare
-days, an evaluation at `now` can ignore events up to `SPARE_DAYS` local days after `now`
-and still see the first day of a full-horizon window. The whole state is one JSON object,
-so a Faust table can store it as is.
+`recent` the exact times of the latest `MAX_RECENT_TIMES` events of each of its latest
+`SPARE_DAYS + 1` days. With the spare days, an evaluation at `now` can ignore events up
+to `SPARE_DAYS` local days after `now` and still see the first day of a full-horizon
+window. The whole state is one JSON object, so a Faust table can store it as is.
 
-NOTE: `recent` has no cap, so a user with thousands of events of one feature a day keeps
-thousands of timestamps. A cap would make today's count inexact beyond it.
+The exact times serve only to leave out today's events after `now`. The engine evaluates
+at the time of the event or send it is deciding, so those are the few events ahead of it
+by at most the clock skew it accepts.
+NOTE: with more than `MAX_RECENT_TIMES` events of one feature on a day after `now`, only
+that many are left out of the count.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from schemas.segment_rules import (
 
 __all__ = [
     "DEFAULT_HORIZON_DAYS",
+    "MAX_RECENT_TIMES",
     "MESSAGE_EVENTS",
     "SPARE_DAYS",
     "BehaviourState",
@@ -53,6 +57,9 @@ __all__ = [
 ]
 
 DEFAULT_HORIZON_DAYS = MAX_WINDOW_DAYS
+# A user's state is one Kafka record, so one feature's times per day are bounded: a user
+# sending tens of thousands of events a day would otherwise outgrow the record.
+MAX_RECENT_TIMES = 200
 # Ingestion accepts events up to 24 h ahead of their arrival, which can land two local
 # days after today across a day of 23 hours.
 SPARE_DAYS = 2
@@ -209,6 +216,9 @@ def _record_time(recent: list[list[Any]], day: int, micros: int, first_kept: int
         return
     index = bisect_left(recent, day, key=lambda pair: pair[0])
     if index < len(recent) and recent[index][0] == day:
-        insort(recent[index][1], micros)
+        times = recent[index][1]
+        insort(times, micros)
+        if len(times) > MAX_RECENT_TIMES:
+            del times[0]
     else:
         recent.insert(index, [day, [micros]])

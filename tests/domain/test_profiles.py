@@ -97,3 +97,15 @@ def test_oversized_profile_shrinks_not_grows() -> None:
     profile["traits"] = {"pad": "x" * MAX_TRAITS_BYTES}
     apply_event(profile, _identify("2024-03-13T10:02:00Z", plan="pro"), rejected)
     assert rejected == ["plan"]
+
+
+def test_removal_first_whatever_trait_order() -> None:
+    for order in ("removal last", "removal first"):
+        profile = _filled(MAX_TRAITS_BYTES)
+        rejected: list[str] = []
+        items = [("plan", "pro"), ("pad", None)]
+        if order == "removal first":
+            items.reverse()
+        apply_event(profile, _identify("2024-03-13T10:01:00Z", **dict(items)), rejected)
+        assert rejected == []
+        assert profile["traits"] == {"plan": "pro"}

@@ -1124,3 +1124,77 @@ def test_fit_state_leaves_a_small_state_alone() -> None:
     state = _large_state()
     before = orjson.dumps(state)
     assert fit_state(state, RECORD_LIMIT) == (before, [])
+
+
+SPAMMERS = {
+    "type": "inline_segment",
+    "definition": {"type": "event", "event": "spam", "window": {"type": "last_days", "days": 7}},
+}
+
+
+def test_audience_counters_stay_bounded() -> None:
+    hot = _campaign({"type": "event", "event": "hot", "delay": "PT2M"}, who=SPAMMERS)
+    campaigns = _campaigns(hot=hot)
+    engine = PartitionEngine(0, EngineRules())
+    spam = [
+        _event("h1", "spam", T0 + timedelta(microseconds=1000 * n), f"spam-{n}")
+        for n in range(20_000)
+    ]
+    later = T0 + timedelta(minutes=1)
+    engine.process([_identify("h1", T0), *spam, _event("h1", "hot", later)], campaigns, NOW)
+
+    assert len(orjson.dumps(engine.users["h1"])) < 50_000
+    [send] = engine.advance(_us(later + timedelta(minutes=3)), campaigns, NOW).sends
+    assert send["user_id"] == "h1"
+
+
+def test_copy_of_pending_trigger_takes_no_room() -> None:
+    delayed = _campaign({"type": "event", "event": "burst", "delay": "PT2M"})
+    campaigns = _campaigns(burst=delayed)
+    engine = PartitionEngine(0, EngineRules())
+    events = [
+        _event("u3", "burst", T0 + timedelta(milliseconds=n), f"b-{n}")
+        for n in range(MAX_WAITING - 1)
+    ]
+    copy = events[0]
+    last = _event("u3", "burst", T0 + timedelta(seconds=5), "b-last")
+    effects = engine.process([_identify("u3", T0), *events, copy, last], campaigns, NOW)
+
+    assert effects.reasons == Counter()
+    assert len(engine.users["u3"]["triggers"]["pending"]) == MAX_WAITING
+    again = engine.process([copy], campaigns, NOW)
+    assert again.reasons == Counter()
+    sent = engine.advance(_us(T0 + timedelta(minutes=5)), campaigns, NOW).sends
+    assert len({s["send_id"] for s in sent}) == MAX_WAITING
+    assert len(sent) == MAX_WAITING
+
+
+def test_crowded_trigger_outside_audience_unreported() -> None:
+    hot = _campaign({"type": "event", "event": "hot", "delay": "PT2M"}, who=SPAMMERS)
+    campaigns = _campaigns(hot=hot)
+    engine = PartitionEngine(0, EngineRules())
+    events = [
+        _event("h3", "hot", T0 + timedelta(milliseconds=n), f"hot-{n}")
+        for n in range(MAX_WAITING + 5)
+    ]
+    effects = engine.process([_identify("h3", T0), *events], campaigns, NOW)
+
+    assert effects.reasons == Counter()
+    assert effects.events == []
+
+
+def test_ledger_pruned_in_steps() -> None:
+    delayed = _campaign({"type": "event", "event": "ping"})
+    campaigns = _campaigns(ping=delayed)
+    engine = PartitionEngine(0, EngineRules())
+    pings = [
+        _event("l1", "ping", T0 + timedelta(milliseconds=n), f"ping-{n}") for n in range(10_001)
+    ]
+    effects = engine.process([_identify("l1", T0), *pings], campaigns, NOW)
+
+    ledger = engine.users["l1"]["ledger"]
+    assert len(effects.sends) == 10_001
+    assert len(ledger) == 7_500
+    assert send_id_of("ping", "ping-10000", "l1") in ledger
+    assert send_id_of("ping", "ping-2500", "l1") not in ledger
+    assert send_id_of("ping", "ping-2501", "l1") in ledger
