@@ -407,6 +407,7 @@ def on_event(
     max_future_us: int = DEFAULT_MAX_FUTURE_US,
     at_us: int | None = None,
     room: int | None = None,
+    admits: Callable[[str], bool] | None = None,
 ) -> list[TriggerFire]:
     """Apply one event of a user to their trigger state; return the sends it fires now.
 
@@ -416,6 +417,8 @@ def on_event(
     `at_us` is the event's time when the caller has already read it. Delayed sends and
     windows go into `state.pending`, and `state.changed` is True when anything changed.
     `room` bounds how many this event may add; the ones past it go into `state.crowded`.
+    `admits` tells whether the user is in a campaign's audience now; a send of a campaign
+    it does not admit does not wait, as it would not be sent if it were due now.
     """
     if envelope.get("type") != "track":
         return []
@@ -459,6 +462,8 @@ def on_event(
         elif trigger.kind == "action" or not _cancelled_before(state, trigger, at_us):
             if _is_pending(state, fire):
                 # A copy of the event behind a send that is already pending.
+                continue
+            if admits is not None and not admits(fire.campaign_id):
                 continue
             if room is not None and room <= 0:
                 state.crowded = [*(state.crowded or ()), fire]

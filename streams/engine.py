@@ -707,20 +707,20 @@ def _is_flush(record: ConsumerRecord) -> bool:
 def _fitted(partition: int, key: str, state: Any, size: int) -> bytes | None:
     """Trim a user's state that outgrew one record; None when even that is not enough."""
     value, trimmed = fit_state(state, _MAX_STATE_BYTES)
-    extra = {"partition": partition, "user": key, "bytes": size, "trimmed_bytes": len(value)}
+    extra = {"partition": partition, "user": key, "bytes_before": size, "bytes_after": len(value)}
     if len(value) > _MAX_STATE_BYTES:
         # NOTE: the state stays in memory only; a restart brings back its last stored form.
         logger.error(
-            "engine cannot store a user's state: %d bytes after trimming, at most %d fit "
-            "one record",
+            "engine failed to store a user's state: %d bytes after trimming, more than the "
+            "%d that fit one record",
             len(value),
             _MAX_STATE_BYTES,
             extra=extra,
         )
         return None
     logger.warning(
-        "engine trimmed a user's state to fit one record: dropped the oldest %s",
-        ", ".join(trimmed),
+        "engine trimmed a user's state to fit one Kafka record, dropping the oldest %s",
+        " and the oldest ".join(trimmed),
         extra=extra,
     )
     return value
@@ -728,11 +728,11 @@ def _fitted(partition: int, key: str, state: Any, size: int) -> bytes | None:
 
 def _log_rejected_traits(partition: int, effects: Effects) -> None:
     for key, names in effects.rejected_traits.items():
-        shown = ", ".join(names[:_LOGGED_TRAITS]) + (" …" if len(names) > _LOGGED_TRAITS else "")
+        listed = ", ".join(names[:_LOGGED_TRAITS]) + (" …" if len(names) > _LOGGED_TRAITS else "")
         logger.warning(
             "engine rejected traits that would take the profile past %d bytes of JSON: %s",
             MAX_TRAITS_BYTES,
-            shown,
+            listed,
             extra={"partition": partition, "user": key, "traits": len(names)},
         )
 

@@ -108,6 +108,8 @@ class CampaignSet:
     # Event name -> triggers whose start or cancel condition names that event.
     by_event: dict[str, tuple[CompiledTrigger, ...]] = field(default_factory=dict)
     inaction_ids: frozenset[str] = frozenset()
+    # Campaigns with a segment audience, which a user must be in for a send to wait.
+    audience_ids: frozenset[str] = frozenset()
     # Behaviour features that some audience reads; the engine counts only these.
     features: tuple[Feature, ...] = ()
     stopped: dict[str, StoppedCampaign] = field(default_factory=dict)
@@ -232,9 +234,11 @@ def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -
     by_event: dict[str, list[CompiledTrigger]] = {}
     features: dict[str, Feature] = {}
     inaction: set[str] = set()
+    with_audience: set[str] = set()
     audience_timezone = None
     for campaign in live.values():
         if campaign.audience is not None:
+            with_audience.add(campaign.campaign_id)
             audience_timezone = audience_timezone or campaign.timezone
             audience = campaign.audience
             for feature in features_of(audience.rule, audience.account_id):
@@ -250,6 +254,7 @@ def _index(live: dict[str, LiveCampaign], stopped: dict[str, StoppedCampaign]) -
         by_id=live,
         by_event={name: tuple(triggers) for name, triggers in by_event.items()},
         inaction_ids=frozenset(inaction),
+        audience_ids=frozenset(with_audience),
         features=tuple(features.values()),
         stopped=stopped,
         audience_timezone=audience_timezone,

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -390,6 +390,7 @@ class PartitionEngine:
             self.rules.max_future_us,
             at_us,
             MAX_WAITING - len(trigger_state.pending) - len(state["deferred"]),
+            self._audiences(campaigns, state, at_us) if campaigns.audience_ids else None,
         )
         if trigger_state.untimely:
             effects.untimely += 1
@@ -683,17 +684,26 @@ class PartitionEngine:
         campaign = campaigns.by_id.get(campaign_id)
         if campaign is None or send_id in state["ledger"]:
             return
-        at = _datetime(at_us)
-        traits = state["profile"]["traits"]
-        if campaign.audience is not None and not campaign.audience.matches(
-            traits, state["behaviour"], at
-        ):
-            # Not a message the user would get now; its own time would have decided it.
-            return
         _remember(state["ledger"], send_id, at_us // 1_000_000)
         source = {"trigger_id": occasion}
+        at = _datetime(at_us)
         self._not_sent(campaign, state, send_id, at, now, _crowded(), source, campaigns, effects)
         effects.changed.add(key)
+
+    @staticmethod
+    def _audiences(
+        campaigns: CampaignSet, state: dict[str, Any], at_us: int
+    ) -> Callable[[str], bool]:
+        """Return whether the user is in a campaign's audience at `at_us`, by campaign id."""
+        traits = state["profile"]["traits"]
+        behaviour = state["behaviour"]
+        at = _datetime(at_us)
+
+        def admits(campaign_id: str) -> bool:
+            audience = campaigns.by_id[campaign_id].audience
+            return audience is None or audience.matches(traits, behaviour, at)
+
+        return admits
 
     def _behaviour_zone(self, campaigns: CampaignSet) -> ZoneInfo:
         """Return the zone whose calendar days the behaviour counters use: the audiences'."""
@@ -897,7 +907,11 @@ def _halve_all(lists: list[list[int]]) -> bool:
     return trimmed
 
 
-_TRIMS = (("ledger", _trim_ledger), ("send history", _trim_history), ("cancels", _trim_cancels))
+_TRIMS = (
+    ("send ids of the ledger", _trim_ledger),
+    ("send history", _trim_history),
+    ("times of cancelling events", _trim_cancels),
+)
 
 
 def _booked(item: list[Any]) -> bool:

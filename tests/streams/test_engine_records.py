@@ -314,3 +314,8 @@ def test_oversized_state_trimmed(unique_topics, caplog, monkeypatch) -> None:  #
     assert 0 < len(ledger) < 60
     trims = [r for r in caplog.records if "trimmed a user's state" in r.getMessage()]
     assert {r.user for r in trims} == {"ada"}
+    assert all(r.bytes_after <= 3_000 < r.bytes_before for r in trims)
+    assert trims[0].getMessage() == (
+        "engine trimmed a user's state to fit one Kafka record, dropping the oldest send ids "
+        "of the ledger"
+    )

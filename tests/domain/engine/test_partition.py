@@ -1099,7 +1099,7 @@ def test_fit_state_drops_oldest_ledger_first() -> None:
     state = _large_state()
     encoded, trimmed = fit_state(state, 300_000)
 
-    assert trimmed == ["ledger"]
+    assert trimmed == ["send ids of the ledger"]
     assert len(encoded) <= 300_000
     assert orjson.loads(encoded) == state
     kept = sorted(state["ledger"].values())
@@ -1112,7 +1112,11 @@ def test_fit_state_keeps_waiting_messages() -> None:
     state = _large_state()
     encoded, trimmed = fit_state(state, 200)
 
-    assert trimmed == ["ledger", "send history", "cancels"]
+    assert trimmed == [
+        "send ids of the ledger",
+        "send history",
+        "times of cancelling events",
+    ]
     assert state["ledger"] == {}
     assert state["triggers"]["pending"] == [["cart", "m1", 5]]
     assert state["profile"]["traits"] == {"plan": "pro"}
@@ -1181,6 +1185,7 @@ def test_crowded_trigger_outside_audience_unreported() -> None:
 
     assert effects.reasons == Counter()
     assert effects.events == []
+    assert engine.users["h3"]["triggers"]["pending"] == []
 
 
 def test_ledger_pruned_in_steps() -> None:
@@ -1198,3 +1203,26 @@ def test_ledger_pruned_in_steps() -> None:
     assert send_id_of("ping", "ping-10000", "l1") in ledger
     assert send_id_of("ping", "ping-2500", "l1") not in ledger
     assert send_id_of("ping", "ping-2501", "l1") in ledger
+
+
+def test_trigger_outside_audience_takes_no_room() -> None:
+    everyone = _campaign({"type": "event", "event": "w_evt", "delay": "PT5M"})
+    pros = {
+        "type": "inline_segment",
+        "definition": {"type": "trait", "trait": "plan", "op": "eq", "value": "pro"},
+    }
+    only_pros = _campaign({"type": "event", "event": "w_evt", "delay": "PT5M"}, who=pros)
+    campaigns = _campaigns(w=everyone, w2=only_pros)
+    engine = PartitionEngine(0, EngineRules())
+    events = [
+        _event("big1", "w_evt", T0 + timedelta(milliseconds=n), f"w-{n}")
+        for n in range(MAX_WAITING + 100)
+    ]
+    effects = engine.process([_identify("big1", T0), *events], campaigns, NOW)
+
+    pending = engine.users["big1"]["triggers"]["pending"]
+    assert {item[0] for item in pending} == {"w"}
+    assert len(pending) == MAX_WAITING
+    assert effects.reasons == Counter({("w", "too_many_waiting"): 100})
+    sent = engine.advance(_us(T0 + timedelta(minutes=10)), campaigns, NOW).sends
+    assert len(sent) == MAX_WAITING
