@@ -41,8 +41,8 @@ def in_account_control_group(
     """Return whether the user is in the account-wide control group.
 
     The point ignores the campaign, so these users are held out of every campaign of the
-    account. It depends on the account, so that two accounts with the same percentage
-    hold out different users; settings of no account use one point for every campaign.
+    account. It depends on the account, so two accounts with the same percentage hold out
+    different users. Settings of no account use one point for every campaign.
     """
     return percent is not None and point_of(_ACCOUNT_CONTROL, account_id or "", user_id) < percent
 

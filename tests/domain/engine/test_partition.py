@@ -391,7 +391,7 @@ def test_account_control_groups_differ_by_account() -> None:
     ]
     effects = engine.process(envelopes, campaigns, NOW)
 
-    held = {
+    held_out = {
         account: {
             e["user_id"]
             for e in effects.events
@@ -400,10 +400,10 @@ def test_account_control_groups_differ_by_account() -> None:
         }
         for account in ("shop", "bank")
     }
-    for account, users_held in held.items():
+    for account, users_held in held_out.items():
         assert users_held == {u for u in users if in_account_control_group(5, u, account)}
         assert 20 <= len(users_held) <= 80
-    assert held["shop"] != held["bank"]
+    assert held_out["shop"] != held_out["bank"]
 
 
 def test_label_audiences_count_own_account_only() -> None:
@@ -1046,7 +1046,8 @@ def test_trigger_burst_bounded() -> None:
 
     # A copy of a rejected event is not reported twice.
     again = engine.process([burst[-1]], campaigns, NOW)
-    assert again.events == [] and again.reasons == Counter()
+    assert again.events == []
+    assert again.reasons == Counter()
 
     later = engine.advance(_us(T0 + timedelta(days=2)), campaigns, NOW)
     assert len(later.sends) == MAX_WAITING
@@ -1102,9 +1103,9 @@ def test_fit_state_drops_oldest_ledger_first() -> None:
     assert trimmed == ["send ids of the ledger"]
     assert len(encoded) <= 300_000
     assert orjson.loads(encoded) == state
-    kept = sorted(state["ledger"].values())
-    assert kept[-1] == 1_700_000_000 + 9_999
-    assert kept == list(range(kept[0], 1_700_000_000 + 10_000))
+    remaining = sorted(state["ledger"].values())
+    assert remaining[-1] == 1_700_000_000 + 9_999
+    assert remaining == list(range(remaining[0], 1_700_000_000 + 10_000))
     assert state["triggers"]["pending"] == [["cart", "m1", 5]]
 
 
