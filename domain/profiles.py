@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_TRAITS_BYTES", "apply_event", "apply_traits", "new_profile"]
+__all__ = ["MAX_TRAITS_BYTES", "apply_event", "apply_traits", "list_traits", "new_profile"]
 
 # A profile travels as one Kafka record (the profiles changelog, the engine's state), and
 # the broker rejects records past 1 MiB by default. Identify calls each within the event
@@ -38,7 +38,7 @@ def apply_event(
     Traits of an identify call are merged key by key; a trait sent as null is removed,
     so a client can clear a value. A trait update older than the last one applied is
     ignored, so that a late event cannot overwrite newer data. A trait that would take
-    the traits past `MAX_TRAITS_BYTES` of JSON is not stored, the value it had before
+    the traits past `MAX_TRAITS_BYTES` of JSON is not stored. The value it had before
     stays, and its name is appended to `rejected`.
     """
     timestamp = envelope["timestamp"]
@@ -104,6 +104,11 @@ def _merge_traits(
             continue
         traits[key] = value
         size = grown
+
+
+def list_traits(names: list[str], limit: int = 10) -> str:
+    """Return the first `limit` trait names for a log line, with an ellipsis for more."""
+    return ", ".join(names[:limit]) + (" …" if len(names) > limit else "")
 
 
 def _item_bytes(key: str, value: Any) -> int:

@@ -466,7 +466,9 @@ def on_event(
             if admits is not None and not admits(fire.campaign_id):
                 continue
             if room is not None and room <= 0:
-                state.crowded = [*(state.crowded or ()), fire]
+                if state.crowded is None:
+                    state.crowded = []
+                state.crowded.append(fire)
                 continue
             state.pending.append([fire.campaign_id, fire.trigger_id, fire.fire_at_us])
             state.changed = True

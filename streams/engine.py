@@ -53,7 +53,7 @@ from aiokafka.structs import ConsumerRecord
 
 from domain.delivery import AccountRules
 from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine, fit_state
-from domain.profiles import MAX_TRAITS_BYTES
+from domain.profiles import MAX_TRAITS_BYTES, list_traits
 from herald.config import HeraldSettings, KafkaSettings
 from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import AccountDeliverySettings
@@ -102,8 +102,6 @@ _UNTIMELY_LOG_S = 60.0
 # A user's state is one record, and brokers reject records past 1 MiB by default
 # (`message.max.bytes`). The margin covers the record's key and batch headers.
 _MAX_STATE_BYTES = 960 * 1024
-# Trait names listed in one log line about a full profile.
-_LOGGED_TRAITS = 10
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
 
@@ -705,7 +703,7 @@ def _is_flush(record: ConsumerRecord) -> bool:
 
 
 def _fitted(partition: int, key: str, state: Any, size: int) -> bytes | None:
-    """Trim a user's state that outgrew one record; None when even that is not enough."""
+    """Return a user's state trimmed to fit one record, or None when even that fails."""
     value, trimmed = fit_state(state, _MAX_STATE_BYTES)
     extra = {"partition": partition, "user": key, "bytes_before": size, "bytes_after": len(value)}
     if len(value) > _MAX_STATE_BYTES:
@@ -728,11 +726,10 @@ def _fitted(partition: int, key: str, state: Any, size: int) -> bytes | None:
 
 def _log_rejected_traits(partition: int, effects: Effects) -> None:
     for key, names in effects.rejected_traits.items():
-        listed = ", ".join(names[:_LOGGED_TRAITS]) + (" …" if len(names) > _LOGGED_TRAITS else "")
         logger.warning(
             "engine rejected traits that would take the profile past %d bytes of JSON: %s",
             MAX_TRAITS_BYTES,
-            listed,
+            list_traits(names),
             extra={"partition": partition, "user": key, "traits": len(names)},
         )
 

@@ -22,7 +22,7 @@ import faust
 import orjson
 import pyarrow as pa
 
-from domain.profiles import MAX_TRAITS_BYTES, apply_event, new_profile
+from domain.profiles import MAX_TRAITS_BYTES, apply_event, list_traits, new_profile
 from herald.config import HeraldSettings
 from schemas.wire import decode_events, envelope_problem, partition_key
 from sinks.files import write_parquet_atomically
@@ -94,7 +94,7 @@ def _apply_record(table: faust.Table, envelopes: list[dict[str, Any]], partition
             logger.warning(
                 "profiles rejected traits that would take the profile past %d bytes of JSON: %s",
                 MAX_TRAITS_BYTES,
-                ", ".join(names[:10]) + (" …" if len(names) > 10 else ""),
+                list_traits(names),
                 extra={"user": key, "partition": partition, "traits": len(names)},
             )
 

@@ -100,8 +100,8 @@ class AccountRules:
 
     Attributes:
         timezone: the account's IANA time zone; a name that is not one reads as UTC.
-        account_id: the account whose settings these are, which picks its control group;
-            None for the workers' own settings.
+        account_id: the account whose settings these are, which picks its control group,
+            or None for the workers' own settings.
     """
 
     timezone: str

@@ -100,8 +100,8 @@ __all__ = [
 
 SENT_EVENT = "Notification Sent"
 NOT_SENT_EVENT = "Notification Not Sent"
-# Messages one user may have waiting (pending triggers and deferred sends together): a
-# user's state is one Kafka record, and a burst of one user's events must not outgrow it.
+# Messages one user may have waiting, pending triggers and deferred sends together. A
+# user's state is one Kafka record, so a burst of one user's events must not outgrow it.
 MAX_WAITING = 1_000
 _MAX_LEDGER = 10_000
 _KEPT_LEDGER = 7_500
@@ -840,10 +840,14 @@ def _prune_ledger(ledger: dict[str, int], at_s: int) -> None:
     oldest_s = at_s - HISTORY_HORIZON_S
     for old in [sid for sid, when in ledger.items() if when < oldest_s]:
         del ledger[old]
-    if len(ledger) > _KEPT_LEDGER:
-        # NOTE: past this many decisions in the horizon, the oldest ids are forgotten.
-        for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - _KEPT_LEDGER]:
-            del ledger[old]
+    # NOTE: past this many decisions in the horizon, the oldest ids are forgotten.
+    _forget_oldest(ledger, _KEPT_LEDGER)
+
+
+def _forget_oldest(ledger: dict[str, int], keep: int) -> None:
+    """Remove all but the `keep` ids decided last."""
+    for old in sorted(ledger, key=ledger.__getitem__)[: len(ledger) - keep]:
+        del ledger[old]
 
 
 def _waiting(state: dict[str, Any]) -> int:
@@ -858,10 +862,9 @@ def _crowded() -> Decision:
 def fit_state(state: dict[str, Any], max_bytes: int) -> tuple[bytes, list[str]]:
     """Encode a user's state within `max_bytes` if it can be, trimming it in place.
 
-    What goes first is what the decisions can best do without: the oldest send ids of the
-    ledger, then the older halves of the send history and of the cancelling events' times.
-    Traits and waiting messages are bounded where they are added
-    (`domain.profiles.MAX_TRAITS_BYTES`, `MAX_WAITING`) and never trimmed here.
+    The oldest send ids of the ledger go first, then the older halves of the send history
+    and of the cancelling events' times. Traits and waiting messages are bounded where
+    they are added (`domain.profiles.MAX_TRAITS_BYTES`, `MAX_WAITING`), not here.
 
     Returns:
         The encoded state, which may still be larger than `max_bytes`, and the names of
@@ -881,8 +884,7 @@ def _trim_ledger(state: dict[str, Any]) -> bool:
     ledger = state["ledger"]
     if not ledger:
         return False
-    newest = sorted(ledger, key=ledger.__getitem__)[(len(ledger) + 1) // 2 :]
-    state["ledger"] = {send_id: ledger[send_id] for send_id in newest}
+    _forget_oldest(ledger, len(ledger) // 2)
     return True
 
 

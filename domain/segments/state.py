@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_HORIZON_DAYS = MAX_WINDOW_DAYS
-# A user's state is one Kafka record, so one feature's times per day are bounded: a user
+# A user's state is one Kafka record, so one feature's times per day are bounded. A user
 # sending tens of thousands of events a day would otherwise outgrow the record.
 MAX_RECENT_TIMES = 200
 # Ingestion accepts events up to 24 h ahead of their arrival, which can land two local

@@ -267,7 +267,7 @@ def test_oversized_profile_keeps_engine_going(unique_topics, caplog) -> None:  #
     kafka = unique_topics(partitions=1)
     settings = engine_settings(kafka)
     # 40 identify calls of 30 KB each, every one within the event size limit, would make
-    # a profile of 1.2 MB: past what the broker takes as one record.
+    # a profile of 1.2 MB, more than the broker takes as one record.
     heavy = [_identify("heavy", {f"trait_{n}": "x" * 30_000}) for n in range(40)]
     state: dict[str, Any] = {}
 

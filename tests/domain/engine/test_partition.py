@@ -1014,7 +1014,7 @@ def test_campaign_with_zoned_time_of_day_is_skipped() -> None:
 
 # Bounded user state -------------------------------------------------------------------
 
-# A user's state is one Kafka record; the broker's default limit is 1 MiB.
+# A user's state is one Kafka record, and the broker's default limit is 1 MiB.
 RECORD_LIMIT = 1024 * 1024
 
 
