@@ -114,6 +114,23 @@ CART = _campaign(
 )
 
 
+# Quiet from 22:00 to 08:00 every day, in the user's zone; messages wait for the end.
+NIGHT_DEFERRED_PAYMENT = _campaign(
+    {"type": "event", "event": "payment_error"},
+    {
+        "quiet_hours": {
+            "windows": [
+                {
+                    "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "22:00",
+                    "end": "08:00",
+                }
+            ],
+            "action": "defer",
+        }
+    },
+)
+
 # At most one message per 5-minute slot, across all partitions.
 THROTTLED_PAYMENT = _campaign(
     {"type": "event", "event": "payment_error"}, {"throttle": {"max_per_5_minutes": 1}}
@@ -230,19 +247,7 @@ def test_stopped_campaign_reports_its_open_windows_not_sent() -> None:
 
 
 def test_quiet_hours_defer_in_user_zone() -> None:
-    quiet = {
-        "windows": [
-            {
-                "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                "start": "22:00",
-                "end": "08:00",
-            }
-        ],
-        "action": "defer",
-    }
-    campaigns = _campaigns(
-        payment=_campaign({"type": "event", "event": "payment_error"}, {"quiet_hours": quiet})
-    )
+    campaigns = _campaigns(payment=NIGHT_DEFERRED_PAYMENT)
     engine = PartitionEngine(0, EngineRules())
     # 2024-03-10 03:30 UTC is 23:30 in New York, the night clocks move forward.
     at = datetime(2024, 3, 10, 3, 30, tzinfo=UTC)
@@ -1055,19 +1060,7 @@ def test_trigger_burst_bounded() -> None:
 
 
 def test_deferral_past_bound_reported() -> None:
-    quiet = {
-        "windows": [
-            {
-                "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                "start": "22:00",
-                "end": "08:00",
-            }
-        ],
-        "action": "defer",
-    }
-    campaigns = _campaigns(
-        payment=_campaign({"type": "event", "event": "payment_error"}, {"quiet_hours": quiet})
-    )
+    campaigns = _campaigns(payment=NIGHT_DEFERRED_PAYMENT)
     engine = PartitionEngine(0, EngineRules())
     night = datetime(2024, 3, 13, 23, tzinfo=UTC)
     errors = [
