@@ -388,8 +388,9 @@ def _string_operands(item: PropertyFilter) -> tuple[str, ...] | None:
     if item.op == "eq" and isinstance(item.value, str):
         return (item.value,)
     if item.op == "in" and isinstance(item.value, list):
-        if all(isinstance(operand, str) for operand in item.value):
-            return tuple(item.value)
+        operands = [operand for operand in item.value if isinstance(operand, str)]
+        if len(operands) == len(item.value):
+            return tuple(operands)
     return None
 
 

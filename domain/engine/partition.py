@@ -456,7 +456,7 @@ class PartitionEngine:
             return
         trigger_state = TriggerState.over(state["triggers"])
         # (time, 0 when the throttle booked its place else 1, campaign, occasion, run id)
-        due = [
+        due: list[tuple[int, int, str, str, str | None]] = [
             (fire.fire_at_us, 1, fire.campaign_id, fire.trigger_id, None)
             for fire in due_fires(trigger_state, key, at_us, campaigns.inaction_ids)
         ]
