@@ -1,11 +1,22 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: install kafka test test-postgres demo
+.PHONY: install compile clean-compiled kafka test test-postgres demo
 
 ## Install Herald and its development tools into the current Python environment.
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
+
+## Compile the domain logic with mypyc, in place: the engine runs about a third faster.
+## Run it again after editing a compiled module; the tests stop when a build is stale.
+compile:
+	HERALD_COMPILE=1 $(PYTHON) setup.py --quiet build_ext --inplace
+
+## Remove the compiled modules, so that Python runs the source again.
+clean-compiled:
+	find domain schemas -name '*.so' -delete
+	rm -f ./*__mypyc.*.so
+	rm -rf build
 
 ## Install and start the development broker on 127.0.0.1, then create Herald's topics.
 kafka:

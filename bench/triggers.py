@@ -4,6 +4,9 @@ Run from the repository root:
 
     python -m bench.triggers --events 200000
 
+`make compile` first measures the engine as the image ships it, compiled by mypyc; the
+output names the build it ran.
+
 The measurements, in one run:
 
 1. Pre-fill: `EventProducer` writes the events in micro-batch records, as the API does,
@@ -64,7 +67,7 @@ from bench.measurement import Measurement, console, cpu_model, load_average, pac
 from bench.trigger_workload import CampaignMix, bench_catalog, message_counts, spread_messages
 from herald.config import HeraldSettings, KafkaSettings
 from herald.logs import configure_logging
-from herald.runtime import tune_garbage_collector
+from herald.runtime import compiled_modules, tune_garbage_collector
 from streams.catalog import CampaignCatalog
 from streams.engine import engine_rules
 from streams.topics import ensure_topics, herald_topics
@@ -295,6 +298,7 @@ def main(
             deleted = asyncio.run(delete_prefixed_topics(kafka, prefix))
             console.print(f"Deleted {len(deleted)} topics")
     print(results.campaigns.describe())
+    print(f"Build: {compiled_modules().describe()}")
     Console(width=180).print(_throughput_table(results))
     if results.latency is not None:
         Console(width=180).print(_latency_table(results.latency, warmup))

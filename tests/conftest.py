@@ -13,8 +13,24 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from herald.config import HeraldSettings, KafkaSettings
+from herald.runtime import compiled_modules
 from streams.broker import LocalBroker
 from streams.topics import delete_topics, ensure_topics, herald_topics
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # An extension built before the last edit of its source would be tested in its place.
+    stale = compiled_modules().stale
+    if stale:
+        pytest.exit(
+            f"compiled modules are older than their source: {', '.join(stale)}. "
+            "Run `make compile` again, or `make clean-compiled` to test the source.",
+            returncode=2,
+        )
+
+
+def pytest_report_header() -> str:
+    return compiled_modules().describe()
 
 
 @pytest.fixture(scope="session")

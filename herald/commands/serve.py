@@ -13,7 +13,7 @@ import uvicorn
 
 from herald.config import HeraldSettings
 from herald.logs import configure_logging
-from herald.runtime import tune_garbage_collector
+from herald.runtime import compiled_modules, tune_garbage_collector
 from sinks.landing import ParquetLanding
 from streams.app import create_faust_app
 from streams.catalog import CampaignCatalog, follow_catalog
@@ -112,10 +112,18 @@ def worker(
     tune_garbage_collector()
     _create_topics(settings, required=True)
     app = build_worker_app(settings, landing=landing, profiles=profiles, engine=engine)
+    build = compiled_modules()
     logger.info(
-        "worker starting",
+        "worker starting; %s",
+        build.describe(),
         extra={"worker_id": settings.worker_id, "data_dir": str(settings.landing.data_dir)},
     )
+    if build.stale:
+        logger.warning(
+            "compiled modules are older than their source, so the worker runs the old code; "
+            "run `make compile` again, or `make clean-compiled` to run the source",
+            extra={"modules": list(build.stale)},
+        )
     faust.Worker(
         app, loglevel=log_level.upper(), quiet=True, override_logging=False
     ).execute_from_commandline()
