@@ -2,7 +2,7 @@
 
 Everything else about the package is in pyproject.toml. Without the variable the package
 is plain Python. With it, `domain/` and the envelope checks become C extensions built
-from the same source, which runs the engine about a third faster (BENCHMARKS.md).
+from the same source, which runs the engine about 1.4 times as fast (BENCHMARKS.md).
 """
 
 import os

@@ -37,7 +37,7 @@ def tune_garbage_collector() -> None:
 
 @dataclass(frozen=True)
 class CompiledModules:
-    """Which of the modules that mypyc can compile run as C extensions.
+    """The build of each module that mypyc can compile: C extension or Python source.
 
     Attributes:
         compiled: names of the modules loaded from an extension.
