@@ -48,7 +48,7 @@ def encode_events(encoded: Sequence[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
-def decode_events(value: bytes) -> list[dict[str, Any]]:
+def decode_events(value: bytes | None) -> list[dict[str, Any]]:
     """Decode a record value holding one envelope or an array of them.
 
     Raises:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from schemas.wire import envelope_problem
+from schemas.wire import decode_events, envelope_problem
 
 
 def _envelope(**fields: Any) -> dict[str, Any]:
@@ -70,3 +70,9 @@ def test_checks_received_at() -> None:
 
     assert problem is not None
     assert problem.startswith("received_at ")
+
+
+def test_record_without_value() -> None:
+    # Kafka delivers a tombstone's value as None; the consumers catch only ValueError.
+    with pytest.raises(ValueError, match="record has no value"):
+        decode_events(None)
