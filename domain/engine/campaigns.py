@@ -145,22 +145,46 @@ def compile_campaigns(
         definition = stored.get("live_definition")
         if not definition:
             continue
-        if stored.get("state") not in SCHEDULED_STATES:
-            stopped[campaign_id] = StoppedCampaign(
-                campaign_id,
-                definition.get("channel", ""),
-                tuple(definition.get("labels") or ()),
-                stored.get("account_id"),
-            )
-            continue
+        # Any producer can write to the campaigns topic, so a field of the wrong type is
+        # a record to skip. The compiled build raises TypeError for it where it is read.
         try:
+            if stored.get("state") not in SCHEDULED_STATES:
+                stopped[campaign_id] = _stopped(campaign_id, stored, definition)
+                continue
             campaign = _compile_one(campaign_id, stored, definition, segments)
-        except (KeyError, ValueError, ValidationError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError, ValidationError) as error:
             logger.warning("campaign skipped: %s", error, extra={"campaign_id": campaign_id})
             continue
         if campaign is not None:
             live[campaign_id] = campaign
     return _index(live, stopped)
+
+
+def _stopped(
+    campaign_id: str, stored: Mapping[str, Any], definition: Mapping[str, Any]
+) -> StoppedCampaign:
+    return StoppedCampaign(
+        campaign_id,
+        _text(definition, "channel") or "",
+        _labels(definition),
+        _text(stored, "account_id"),
+    )
+
+
+def _text(record: Mapping[str, Any], key: str) -> str | None:
+    # The same check in both builds: the source would otherwise carry a number on into
+    # the events it writes, where the compiled build raises at once.
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _labels(definition: Mapping[str, Any]) -> tuple[str, ...]:
+    labels = definition.get("labels") or ()
+    if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
+        raise TypeError(f"labels must be a list of strings, not {labels!r}")
+    return tuple(labels)
 
 
 def _compile_one(
@@ -174,7 +198,8 @@ def _compile_one(
     # A date-property campaign is triggered, but the scheduler sends it by daily runs.
     if when.type in TRIGGERED_TYPES and stored.get("state") not in LIVE_STATES:
         return None
-    timezone = stored.get("timezone") or "UTC"
+    timezone = _text(stored, "timezone") or "UTC"
+    _text(definition, "channel")  # a number here would reach the send commands
     delivery = CampaignDelivery.model_validate(definition["delivery"])
     rules = CampaignRules(
         campaign_id=campaign_id,
@@ -188,10 +213,10 @@ def _compile_one(
     )
     return LiveCampaign(
         campaign_id=campaign_id,
-        name=definition.get("name") or stored.get("name") or campaign_id,
-        labels=tuple(definition.get("labels") or ()),
-        account_id=stored.get("account_id"),
-        timezone=stored.get("timezone"),
+        name=_text(definition, "name") or _text(stored, "name") or campaign_id,
+        labels=_labels(definition),
+        account_id=_text(stored, "account_id"),
+        timezone=_text(stored, "timezone"),
         trigger=trigger,
         when=when,
         rules=rules,
