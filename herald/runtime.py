@@ -17,6 +17,8 @@ _COMPILED_MODULES = ("schemas.wire",)
 # Installing a wheel writes its files one after another, so a source file written a
 # moment after its extension is not a sign of an edit.
 _STALE_AFTER_S = 2.0
+# The shared library of the build, named by `group_name` in `setup.py`.
+_SHARED_LIBRARY = "compiled__mypyc"
 
 _YOUNG_THRESHOLD = 25_000
 
@@ -80,6 +82,16 @@ def compiled_modules() -> CompiledModules:
             continue
         compiled.append(name)
         source = path.with_name(f"{path.name.split('.', 1)[0]}.py")
-        if source.exists() and source.stat().st_mtime > path.stat().st_mtime + _STALE_AFTER_S:
+        if source.exists() and source.stat().st_mtime > _built_at(path) + _STALE_AFTER_S:
             stale.append(name)
     return CompiledModules(tuple(compiled), tuple(pure), tuple(stale))
+
+
+def _built_at(extension: Path) -> float:
+    # A module's own extension only forwards to the shared library of the whole build,
+    # which holds the code, and a rebuild rewrites the shared library alone.
+    times = [extension.stat().st_mtime]
+    for package_name in _COMPILED_PACKAGES:
+        root = Path(importlib.import_module(package_name).__file__ or "").parent
+        times += [path.stat().st_mtime for path in root.glob(f"{_SHARED_LIBRARY}.*")]
+    return max(times)

@@ -101,6 +101,18 @@ async def _with_restarts(name: str, run: Callable[[], Awaitable[None]]) -> None:
         delay_s = min(delay_s * 2, 60.0)
 
 
+def _build() -> str:
+    """Describe the build this process runs, and warn when it is older than the source."""
+    build = compiled_modules()
+    if build.stale:
+        logger.warning(
+            "compiled modules are older than their source, so this process runs the old "
+            "code; run `make compile` again, or `make clean-compiled` to run the source",
+            extra={"modules": list(build.stale)},
+        )
+    return build.describe()
+
+
 def worker(
     landing: bool = typer.Option(True, help="Land events as Parquet in the data directory."),
     profiles: bool = typer.Option(True, help="Keep the profiles table and its snapshots."),
@@ -112,18 +124,11 @@ def worker(
     tune_garbage_collector()
     _create_topics(settings, required=True)
     app = build_worker_app(settings, landing=landing, profiles=profiles, engine=engine)
-    build = compiled_modules()
     logger.info(
         "worker starting; %s",
-        build.describe(),
+        _build(),
         extra={"worker_id": settings.worker_id, "data_dir": str(settings.landing.data_dir)},
     )
-    if build.stale:
-        logger.warning(
-            "compiled modules are older than their source, so the worker runs the old code; "
-            "run `make compile` again, or `make clean-compiled` to run the source",
-            extra={"modules": list(build.stale)},
-        )
     faust.Worker(
         app, loglevel=log_level.upper(), quiet=True, override_logging=False
     ).execute_from_commandline()
@@ -140,6 +145,7 @@ def api(
 
     settings = HeraldSettings()
     configure_logging(log_level, settings.log_format)
+    logger.info("api starting; %s", _build())
     _create_topics(settings, required=False)
     uvicorn.run(
         create_app(settings),
