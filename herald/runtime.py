@@ -88,8 +88,8 @@ def compiled_modules() -> CompiledModules:
 
 
 def _built_at(extension: Path) -> float:
-    # A module's own extension only forwards to the shared library of the whole build,
-    # which holds the code, and a rebuild rewrites the shared library alone.
+    # A module's own extension only forwards to the build's shared library, where the
+    # code is, and a rebuild rewrites the shared library alone.
     times = [extension.stat().st_mtime]
     for package_name in _COMPILED_PACKAGES:
         root = Path(importlib.import_module(package_name).__file__ or "").parent
