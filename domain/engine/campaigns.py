@@ -30,7 +30,7 @@ from schemas.campaign import (
     When,
     Who,
 )
-from schemas.campaign_message import WhatSection
+from schemas.campaign_message import Channel, WhatSection
 from schemas.delivery import AccountDeliverySettings
 from schemas.segment_rules import parse_segment_rule
 
@@ -56,6 +56,7 @@ SCHEDULED_STATES = LIVE_STATES | {"scheduled", "awaiting_next_run", "completed"}
 
 _WHEN: TypeAdapter[Any] = TypeAdapter(When)
 _WHO: TypeAdapter[Any] = TypeAdapter(Who)
+_CHANNEL: TypeAdapter[Channel] = TypeAdapter(Channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +143,12 @@ def compile_campaigns(
     live: dict[str, LiveCampaign] = {}
     stopped: dict[str, StoppedCampaign] = {}
     for campaign_id, stored in sorted(campaigns.items()):
-        definition = stored.get("live_definition")
-        if not definition:
-            continue
         # Any producer can write to the campaigns topic, so a field of the wrong type is
         # a record to skip. The compiled build raises TypeError for it where it is read.
         try:
+            definition = stored.get("live_definition")
+            if not definition:
+                continue
             if stored.get("state") not in SCHEDULED_STATES:
                 stopped[campaign_id] = _stopped(campaign_id, stored, definition)
                 continue
@@ -199,11 +200,12 @@ def _compile_one(
     if when.type in TRIGGERED_TYPES and stored.get("state") not in LIVE_STATES:
         return None
     timezone = _text(stored, "timezone") or "UTC"
-    _text(definition, "channel")  # a number here would reach the send commands
+    # It names the topic of the send commands.
+    channel = _CHANNEL.validate_python(definition["channel"])
     delivery = CampaignDelivery.model_validate(definition["delivery"])
     rules = CampaignRules(
         campaign_id=campaign_id,
-        channel=definition["channel"],
+        channel=channel,
         # The published version keeps sending while an edit waits for approval.
         state=CampaignState.RUNNING,
         delivery=delivery,

@@ -37,6 +37,8 @@ def _stopped_with(**fields: Any) -> Change:
         _definition(labels=[1, 2]),
         _definition(labels="ab"),
         _definition(channel=5),
+        _definition(channel=None),
+        _definition(channel="carrier_pigeon"),
         _stored(account_id=7),
         _stored(timezone=5),
         _stored(live_definition=[1]),
@@ -59,3 +61,8 @@ def test_stopped_record_kept() -> None:
     catalog["payment_problem"]["state"] = "stopped"
     campaigns = compile_campaigns(catalog, {})
     assert list(campaigns.stopped) == ["payment_problem"]
+
+
+def test_record_not_an_object_skipped() -> None:
+    campaigns = compile_campaigns({**example_catalog(), "other": None}, {})  # type: ignore[dict-item]
+    assert sorted(campaigns.by_id) == ["abandoned_cart", "payment_problem", "welcome"]
