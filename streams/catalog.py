@@ -45,13 +45,24 @@ class CampaignCatalog:
         """Apply one record of the topic; a tombstone removes the key from every kind."""
         if key is None:
             return
-        resource_id = key.decode()
+        resource_id = key.decode(errors="replace")
         self.version += 1
         if value is None:
             for table in (self.campaigns, self.segments, self.labels):
                 table.pop(resource_id, None)
             return
-        record = orjson.loads(value)
+        # Any producer can write to the topic. A record that is not one of ours is passed
+        # over, and the resource keeps its last readable definition.
+        try:
+            record = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("definition"), dict):
+            logger.warning(
+                "campaigns topic record skipped: not an object with a definition object",
+                extra={"key": resource_id},
+            )
+            return
         table = {"campaign": self.campaigns, "segment": self.segments, "label": self.labels}.get(
             record.get("kind")
         )

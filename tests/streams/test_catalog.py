@@ -65,6 +65,24 @@ def test_broken_definition_skipped() -> None:
     assert catalog.live_triggers() == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"kind": "campaign", "id": "cmp_1"}',
+        b'{"kind": "campaign", "id": "cmp_1", "definition": null}',
+        b'{"kind": "campaign", "id": "cmp_1", "definition": [1]}',
+        b"[1, 2]",
+        b"not json",
+    ],
+)
+def test_unreadable_record_keeps_last_definition(value: bytes) -> None:
+    catalog = CampaignCatalog()
+    catalog.apply(b"cmp_1", _record("campaign", "cmp_1", _campaign("welcome")))
+    catalog.apply(b"cmp_1", value)
+
+    assert [trigger.campaign_id for trigger in catalog.live_triggers()] == ["cmp_1"]
+
+
 @pytest.mark.kafka
 def test_follow_reads_then_tracks(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics()
