@@ -95,6 +95,7 @@ __all__ = [
     "PartitionEngine",
     "fit_state",
     "local_run_time",
+    "run_request_problem",
     "send_id_of",
 ]
 
@@ -245,9 +246,18 @@ class PartitionEngine:
         self._decide_due(moment_us(now), campaigns, now, effects)
         return effects
 
-    def run(self, request: dict[str, Any], campaigns: CampaignSet, now: datetime) -> Effects:
+    def run(self, request: Any, campaigns: CampaignSet, now: datetime) -> Effects:
         """Decide the sends of one run request: `campaign_id`, `run_id`, `run_at` (ISO) and
-        the keys of the `users` in this partition that the run's audience selected."""
+        the keys of the `users` in this partition that the run's audience selected.
+
+        Raises:
+            ValueError: the request does not have that shape (`run_request_problem`).
+        """
+        problem = run_request_problem(request)
+        if problem is not None:
+            # Checked before any state changes: a value of the wrong type found halfway
+            # would leave some users decided, or a deferred send that fails when it is due.
+            raise ValueError(problem)
         effects = self.sync(campaigns, now)
         campaign = campaigns.by_id.get(request["campaign_id"])
         if campaign is None:
@@ -797,6 +807,28 @@ class PartitionEngine:
             self._now = now
             self._now_text = format_timestamp(now)
         return self._now_text
+
+
+def run_request_problem(request: Any) -> str | None:
+    """Return why a run request cannot be decided, or None when it can.
+
+    The scheduler writes only valid requests, but any producer can write to the topic.
+    """
+    if not isinstance(request, dict):
+        return f"a run request is a JSON object, not {type(request).__name__}"
+    for name in ("campaign_id", "run_id", "run_at"):
+        if not isinstance(request.get(name), str):
+            return f"{name} must be a string"
+    try:
+        run_at = datetime.fromisoformat(request["run_at"])
+    except ValueError:
+        return f"run_at {request['run_at'][:40]!r} is not an ISO 8601 time"
+    if run_at.tzinfo is None:
+        return "run_at has no UTC offset"
+    users = request.get("users")
+    if not isinstance(users, list) or not all(isinstance(user, str) for user in users):
+        return "users must be a list of user keys (strings)"
+    return None
 
 
 def local_run_time(

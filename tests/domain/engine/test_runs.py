@@ -6,10 +6,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from domain.delivery import AccountRules
 from domain.engine import CampaignSet, EngineRules, PartitionEngine, compile_campaigns
+from domain.engine.partition import run_request_problem
 from schemas.campaign import CampaignCreate
 from schemas.envelope import format_timestamp
 from tests.domain.engine.reference import catalog_entry
@@ -116,3 +118,29 @@ def test_delivery_in_the_users_zone(missed: str, berlin: list[datetime]) -> None
     # 09:00 in Los Angeles is 16:00 UTC; 09:00 in Berlin had passed, so it is the next day's.
     assert sent.pop("la") == datetime(2024, 6, 3, 16, 0, tzinfo=UTC)
     assert list(sent.values()) == berlin
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"run_id": 5}, "run_id must be a string"),
+        ({"campaign_id": None}, "campaign_id must be a string"),
+        ({"run_at": "yesterday"}, "is not an ISO 8601 time"),
+        ({"run_at": "2024-06-03T13:00:00"}, "run_at has no UTC offset"),
+        ({"users": ["a", 7]}, "users must be a list"),
+        ({"users": "a"}, "users must be a list"),
+    ],
+)
+def test_malformed_request_rejected(change: dict[str, Any], problem: str) -> None:
+    request = {**_request("ny"), **change}
+    assert problem in (run_request_problem(request) or "")
+
+
+def test_malformed_request_changes_nothing() -> None:
+    # 09:00 in Los Angeles is after the run, so the send would wait with the bad run id.
+    campaigns = _digest({**DAILY_9AM, "timezone": "user"})
+    engine = _engine(la="America/Los_Angeles")
+    before = orjson.dumps(engine.users)
+    with pytest.raises(ValueError, match="run_id must be a string"):
+        engine.run({**_request("la"), "run_id": 5}, campaigns, NOW)
+    assert orjson.dumps(engine.users) == before
