@@ -16,6 +16,7 @@ _COMPILED_PACKAGES = ("domain",)
 _COMPILED_MODULES = ("schemas.wire",)
 # Installing a wheel writes its files one after another, so a source file written a
 # moment after its extension is not a sign of an edit.
+# NOTE: an edit within this time after a build is therefore not reported stale.
 _STALE_AFTER_S = 2.0
 # The shared library of the build, named by `group_name` in `setup.py`.
 _SHARED_LIBRARY = "compiled__mypyc"
