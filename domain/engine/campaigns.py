@@ -183,7 +183,7 @@ def _text(record: Mapping[str, Any], key: str) -> str | None:
 
 def _labels(definition: Mapping[str, Any]) -> tuple[str, ...]:
     labels = definition.get("labels") or ()
-    if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
+    if not isinstance(labels, list | tuple) or not all(isinstance(label, str) for label in labels):
         raise TypeError(f"labels must be a list of strings, not {labels!r}")
     return tuple(labels)
 
