@@ -52,7 +52,7 @@ _SENDING_STATES = frozenset(
 _UTC_ZONE = ZoneInfo("UTC")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendCandidate:
     """One message that a trigger or a run would send to one user.
 
@@ -70,6 +70,21 @@ class SendCandidate:
     traits: Mapping[str, Any]
     timezone: str | None = None
     run_id: str | None = None
+
+    # Written out so that mypyc compiles it, as `domain.triggers.TriggerFire` explains.
+    def __init__(
+        self,
+        user_id: str,
+        at: datetime,
+        traits: Mapping[str, Any],
+        timezone: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.at = at
+        self.traits = traits
+        self.timezone = timezone
+        self.run_id = run_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +139,28 @@ class _Context:
     account_zone: ZoneInfo
     user_zone: ZoneInfo
     share: Share
+
+    def __init__(
+        self,
+        candidate: SendCandidate,
+        campaign: CampaignRules,
+        account: AccountRules,
+        history: UserSendHistory,
+        counters: CampaignCounters,
+        at: datetime,
+        account_zone: ZoneInfo,
+        user_zone: ZoneInfo,
+        share: Share,
+    ) -> None:
+        self.candidate = candidate
+        self.campaign = campaign
+        self.account = account
+        self.history = history
+        self.counters = counters
+        self.at = at
+        self.account_zone = account_zone
+        self.user_zone = user_zone
+        self.share = share
 
 
 def decide(
