@@ -9,7 +9,6 @@ keep working.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -35,7 +34,6 @@ STRING_FIELDS = (
     "previous_id", "campaign_id", "variant", "channel",
 )  # fmt: skip
 JSON_FIELDS = ("properties", "traits", "context")
-_SEPARATORS = operator.itemgetter(4, 7, 10, 13, 16, -1)
 
 
 def partition_key(envelope: dict[str, Any]) -> str:
@@ -126,26 +124,44 @@ def envelope_problem(envelope: Any) -> str | None:
         isinstance(labels, list) and all(isinstance(label, str) for label in labels)
     ):
         return "labels is not a list of strings"
-    for name in ("timestamp", "received_at"):
-        value = envelope.get(name)
-        if not isinstance(value, str) or not _is_utc_timestamp(value):
-            return f"{name} {str(value)[:40]!r} is not a UTC timestamp such as 2024-03-13T10:21:14Z"
+    timestamp = envelope.get("timestamp")
+    if not isinstance(timestamp, str) or not _is_utc_timestamp(timestamp):
+        return _timestamp_problem("timestamp", timestamp)
+    received_at = envelope.get("received_at")
+    if not isinstance(received_at, str) or not _is_received_at(received_at):
+        return _timestamp_problem("received_at", received_at)
     return None
 
 
-# The events of one API request share their `received_at`, so most lookups hit.
-@lru_cache(maxsize=1024)
+def _timestamp_problem(name: str, value: Any) -> str:
+    return f"{name} {str(value)[:40]!r} is not a UTC timestamp such as 2024-03-13T10:21:14Z"
+
+
 def _is_utc_timestamp(value: str) -> bool:
     # The form `format_timestamp` writes, 2024-03-13T10:21:14Z with 0 to 6 digits of fraction.
-    # Checking only the separators here is a third faster than a regular expression.
+    # Checking the separators first spares the parse of most malformed values.
     size = len(value)
-    # `fromisoformat` stops reading at a NUL, so "…14.1Z\x00abcZ" would otherwise pass.
-    if not (size == 20 or 22 <= size <= 27) or "\x00" in value:
+    if size != 20 and not 22 <= size <= 27:
         return False
-    if _SEPARATORS(value) != ("-", "-", "T", ":", ":", "Z") or (size > 20 and value[19] != "."):
+    if (
+        value[4] != "-"
+        or value[7] != "-"
+        or value[10] != "T"
+        or value[13] != ":"
+        or value[16] != ":"
+        or value[size - 1] != "Z"
+        or (size > 20 and value[19] != ".")
+        # `fromisoformat` stops reading at a NUL, so "…14.1Z\x00abcZ" would otherwise pass.
+        or "\x00" in value
+    ):
         return False
     try:
         datetime.fromisoformat(value)  # also rejects days such as 02-30
     except ValueError:
         return False
     return True
+
+
+# The events of one API request share their `received_at`, so most lookups hit. Event
+# times differ from event to event, and a cache in front of them only costs time.
+_is_received_at = lru_cache(maxsize=1024)(_is_utc_timestamp)
