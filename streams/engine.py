@@ -353,7 +353,7 @@ class StreamEngine(ConsumerRebalanceListener):
             if tp.topic == self._kafka.engine_runs_topic:
                 result = self._process_runs(engine, records, campaigns, now)
             else:
-                result = self._process_records(engine, records, campaigns, now)
+                result = await self._process_records(engine, records, campaigns, now)
             _merge(effects.setdefault(tp.partition, Effects()), result)
             _log_rejected_traits(tp.partition, result)
             if result.untimely:
@@ -403,7 +403,7 @@ class StreamEngine(ConsumerRebalanceListener):
                 },
             )
 
-    def _process_records(
+    async def _process_records(
         self,
         engine: PartitionEngine,
         records: list[ConsumerRecord],
@@ -447,6 +447,9 @@ class StreamEngine(ConsumerRebalanceListener):
                     )
             self.stats.events += len(envelopes)
             _merge(total, engine.process(envelopes, campaigns, now))
+            # The transaction in flight advances only while the event loop runs, because
+            # each of its steps waits for the broker. Yielding here sends its next request.
+            await asyncio.sleep(0)
         return total
 
     def _process_runs(
