@@ -48,6 +48,9 @@ BUCKET_S = 300
 # end of a replay: 512 buckets are 42 hours.
 MAX_KEPT_BUCKETS = 512
 _KEPT_DAYS = 2
+# Local ISO dates by zone and minute since the epoch, see `_local_day`.
+_LOCAL_DAYS: dict[tuple[ZoneInfo, int], str] = {}
+_MAX_LOCAL_DAYS = 4096
 
 
 class CampaignSends(TypedDict):
@@ -153,8 +156,9 @@ def record_campaign_send(
     At most the latest `MAX_KEPT_BUCKETS` buckets and the latest two days are kept.
     Runs keep the latest `MAX_KEPT_RUNS` ids in the order they first appeared.
     """
-    bucket = str(epoch_seconds(at) // BUCKET_S)
-    day = at.astimezone(account_zone).date().isoformat()
+    at_s = epoch_seconds(at)
+    bucket = str(at_s // BUCKET_S)
+    day = _local_day(at_s, account_zone)
     runs = counters["runs"]
     if run_id is not None:
         runs = _latest_keys({**runs, run_id: runs.get(run_id, 0) + 1}, MAX_KEPT_RUNS)
@@ -199,6 +203,21 @@ def _with_time(times: list[int], at_s: int, oldest_s: int) -> list[int]:
 
 def _newer_than(times: list[int], oldest_s: int) -> list[int]:
     return times[bisect_right(times, oldest_s) :]
+
+
+def _local_day(at_s: int, zone: ZoneInfo) -> str:
+    """Return the ISO date of `at_s` in `zone`, cached by zone and minute."""
+    # A minute lies within one local day when the zone's offset is a whole number of
+    # minutes. In tzdata that is true of every zone from 7 January 1972, when Liberia
+    # (Africa/Monrovia) left an offset of -0:44:30.
+    key = (zone, at_s // 60)
+    day = _LOCAL_DAYS.get(key)
+    if day is None:
+        if len(_LOCAL_DAYS) >= _MAX_LOCAL_DAYS:
+            _LOCAL_DAYS.clear()
+        day = datetime.fromtimestamp(key[1] * 60, zone).date().isoformat()
+        _LOCAL_DAYS[key] = day
+    return day
 
 
 def _latest_counts(
