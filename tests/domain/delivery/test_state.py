@@ -106,6 +106,31 @@ def test_counters_keep_two_days() -> None:
     assert counters["overall"] == 12
 
 
+def test_counters_day_per_zone() -> None:
+    # 03:30 UTC on 2026-03-05 is the evening before in New York and morning in Tokyo.
+    at = datetime(2026, 3, 5, 3, 30, 15, tzinfo=UTC)
+    new_york = record_campaign_send(new_campaign_counters(), at, None, NEW_YORK)
+    tokyo = record_campaign_send(new_campaign_counters(), at, None, ZoneInfo("Asia/Tokyo"))
+
+    assert new_york["days"] == {"2026-03-04": 1}
+    assert tokyo["days"] == {"2026-03-05": 1}
+
+
+def test_counters_day_across_dst_change() -> None:
+    # New York moves to daylight time at 07:00 UTC on 2026-03-08, and local midnight
+    # falls at 05:00 UTC before that and at 04:00 UTC after.
+    counters = new_campaign_counters()
+    for at in (
+        datetime(2026, 3, 8, 4, 59, 59, tzinfo=UTC),
+        datetime(2026, 3, 8, 5, 0, 0, tzinfo=UTC),
+        datetime(2026, 3, 9, 3, 59, 59, tzinfo=UTC),
+        datetime(2026, 3, 9, 4, 0, 0, tzinfo=UTC),
+    ):
+        counters = record_campaign_send(counters, at, None, NEW_YORK)
+
+    assert counters["days"] == {"2026-03-08": 2, "2026-03-09": 1}
+
+
 def test_counters_keep_latest_runs() -> None:
     counters = new_campaign_counters()
     for run in range(MAX_KEPT_RUNS + 3):
