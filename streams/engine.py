@@ -266,6 +266,10 @@ class StreamEngine(ConsumerRebalanceListener):
                 return
             started_s = time.monotonic()
             self._count_partitions()
+            # NOTE: with aiokafka 0.14, a restore longer than the session timeout (10 s)
+            # got the worker evicted from the group while this callback ran, and it then
+            # rejoined and restored again, without end. A state topic of about 80,000
+            # records per partition that compaction had not yet reached took 18 to 38 s.
             restored = await self._restore(new)
             now_s = time.monotonic()
             for partition in new:
@@ -480,6 +484,9 @@ class StreamEngine(ConsumerRebalanceListener):
         now: datetime,
         now_s: float,
     ) -> Effects | None:
+        # NOTE: one call decides every window the new watermark closes, without yielding
+        # to the event loop. After a backlog of 80,000 open windows it held the loop for
+        # 14 to 36 s, long enough for the group to evict the worker.
         idle_s = self._settings.engine.idle_watermark_s
         if engine.watermark_us is None or now_s - self._last_record_s[partition] < idle_s:
             return None
