@@ -139,6 +139,9 @@ class EngineSettings(BaseModel, frozen=True):
     # How often the leader worker looks for due runs of scheduled campaigns.
     scheduler_interval_s: float = Field(default=10.0, gt=0)
     transaction_timeout_s: float = Field(default=20.0, ge=1)
+    # A worker that sends no heartbeat for this long leaves the engine's group, and its
+    # partitions move to the others. Brokers accept 6 to 1,800 s by default.
+    session_timeout_s: float = Field(default=10.0, ge=1)
 
 
 class ApiSettings(BaseModel, frozen=True):

@@ -41,6 +41,7 @@ import logging
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,9 @@ _UNTIMELY_LOG_S = 60.0
 # A user's state is one record, and brokers reject records past 1 MiB by default
 # (`message.max.bytes`). The margin covers the record's key and batch headers.
 _MAX_STATE_BYTES = 960 * 1024
+# A step that closed many windows writes as many sends, events and states. Encoding and
+# batching them all in one go held the event loop for most of a second.
+_RECORDS_PER_YIELD = 5_000
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
 
@@ -154,6 +158,8 @@ class StreamEngine(ConsumerRebalanceListener):
         self._frozen_s = time.monotonic()
         self._untimely: dict[int, int] = {}
         self._untimely_logged_s: dict[int, float] = {}
+        # Partitions assigned to this worker whose states are not yet restored.
+        self._unrestored: set[int] = set()
         self.stats = EngineStats()
 
     # Lifecycle -------------------------------------------------------------------------
@@ -205,6 +211,10 @@ class StreamEngine(ConsumerRebalanceListener):
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_wait_ms=engine.fetch_max_wait_ms,
             fetch_min_bytes=engine.fetch_min_bytes,
+            session_timeout_ms=int(engine.session_timeout_s * 1000),
+            # Kafka's consumer configuration advises a heartbeat interval of at most a third
+            # of the session timeout (`heartbeat.interval.ms`).
+            heartbeat_interval_ms=int(engine.session_timeout_s * 1000 / 3),
         )
         topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
         self._consumer.subscribe(topics, listener=self)
@@ -230,6 +240,9 @@ class StreamEngine(ConsumerRebalanceListener):
     async def _loop(self) -> None:
         assert self._consumer is not None, "run() started the consumer"
         while True:
+            if self._unrestored:
+                async with self._lock:
+                    await self._restore_assigned()
             batches = await self._consumer.getmany(
                 timeout_ms=_POLL_MS, max_records=self._settings.engine.max_poll_records
             )
@@ -252,6 +265,7 @@ class StreamEngine(ConsumerRebalanceListener):
                 self._failure = error
             for tp in revoked:
                 self._partitions.pop(tp.partition, None)
+                self._unrestored.discard(tp.partition)
             if revoked:
                 logger.info(
                     "engine partitions revoked",
@@ -259,34 +273,43 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        async with self._lock:
-            # The same partition numbers come once for the events topic and once for runs.
-            new = sorted({tp.partition for tp in assigned} - set(self._partitions))
-            if not new:
-                return
-            started_s = time.monotonic()
-            self._count_partitions()
-            # NOTE: with aiokafka 0.14, a restore longer than the session timeout (10 s)
-            # got the worker evicted from the group while this callback ran, and it then
-            # rejoined and restored again, without end. A state topic of about 80,000
-            # records per partition that compaction had not yet reached took 18 to 38 s.
-            restored = await self._restore(new)
-            now_s = time.monotonic()
-            for partition in new:
-                users, meta = restored[partition]
-                self._partitions[partition] = PartitionEngine(partition, self._rules, users, meta)
-                self._last_record_s[partition] = now_s
-                self._last_tick_s[partition] = now_s
-            _freeze_heap()
-            self._frozen_s = now_s
-            logger.info(
-                "engine partitions assigned",
-                extra={
-                    "partitions": new,
-                    "users": sum(len(users) for users, _ in restored.values()),
-                    "restore_ms": round((now_s - started_s) * 1000),
-                },
-            )
+        # aiokafka sends no heartbeat until this callback returns, so a restore here that
+        # outlasts the session timeout got the worker evicted, and it restored again on
+        # rejoining, without end. The new partitions wait, paused, for `_restore_assigned`
+        # in the loop instead.
+        assert self._consumer is not None, "run() started the consumer"
+        waiting = [tp for tp in assigned if tp.partition not in self._partitions]
+        self._consumer.pause(*waiting)
+        self._unrestored.update(tp.partition for tp in waiting)
+
+    async def _restore_assigned(self) -> None:
+        assert self._consumer is not None, "run() started the consumer"
+        assignment = self._consumer.assignment()
+        new = sorted({tp.partition for tp in assignment} & self._unrestored - set(self._partitions))
+        self._unrestored.clear()
+        if not new:
+            return
+        started_s = time.monotonic()
+        self._count_partitions()
+        restored = await self._restore(new)
+        now_s = time.monotonic()
+        for partition in new:
+            users, meta = restored[partition]
+            self._partitions[partition] = PartitionEngine(partition, self._rules, users, meta)
+            self._last_record_s[partition] = now_s
+            self._last_tick_s[partition] = now_s
+        _freeze_heap()
+        self._frozen_s = now_s
+        # A rebalance during the restore may have taken some of them away again.
+        self._consumer.resume(*(tp for tp in self._consumer.assignment() if tp.partition in new))
+        logger.info(
+            "engine partitions assigned",
+            extra={
+                "partitions": new,
+                "users": sum(len(users) for users, _ in restored.values()),
+                "restore_ms": round((now_s - started_s) * 1000),
+            },
+        )
 
     def _count_partitions(self) -> None:
         # The topic may have been created with another count than the settings give, and
@@ -370,7 +393,7 @@ class StreamEngine(ConsumerRebalanceListener):
         busy = {tp.partition for tp in offsets}
         for partition, engine in self._partitions.items():
             if partition not in busy:
-                idle = self._idle_advance(partition, engine, campaigns, now, now_s)
+                idle = await self._idle_advance(partition, engine, campaigns, now, now_s)
                 if idle is not None:
                     _merge(effects.setdefault(partition, Effects()), idle)
         if self._committing is not None and self._committing.done():
@@ -418,8 +441,8 @@ class StreamEngine(ConsumerRebalanceListener):
         skips_own = not engine.reads_notifications(campaigns)
         for record in records:
             if _is_flush(record):
-                _merge(total, engine.flush(campaigns, now))
-                logger.info("engine flushed pending sends", extra={"partition": engine.partition})
+                flushed = await _off_loop("flushed", engine.partition, engine.flush, campaigns, now)
+                _merge(total, flushed)
                 continue
             if skips_own and _is_engine_record(record):
                 continue
@@ -476,7 +499,7 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
         return total
 
-    def _idle_advance(
+    async def _idle_advance(
         self,
         partition: int,
         engine: PartitionEngine,
@@ -484,9 +507,6 @@ class StreamEngine(ConsumerRebalanceListener):
         now: datetime,
         now_s: float,
     ) -> Effects | None:
-        # NOTE: one call decides every window the new watermark closes, without yielding
-        # to the event loop. After a backlog of 80,000 open windows it held the loop for
-        # 14 to 36 s, long enough for the group to evict the worker.
         idle_s = self._settings.engine.idle_watermark_s
         if engine.watermark_us is None or now_s - self._last_record_s[partition] < idle_s:
             return None
@@ -504,7 +524,9 @@ class StreamEngine(ConsumerRebalanceListener):
             target_us = wall_us
         if target_us <= engine.watermark_us:
             return None
-        return engine.advance(target_us, campaigns, now)
+        return await _off_loop(
+            "moved the idle watermark of", partition, engine.advance, target_us, campaigns, now
+        )
 
     def _current_campaigns(self) -> CampaignSet:
         if self._catalog.version != self._catalog_version:
@@ -576,7 +598,9 @@ class StreamEngine(ConsumerRebalanceListener):
         futures = []
         for (topic, partition), items in by_partition.items():
             batch = producer.create_batch()
-            for key, value, headers in items:
+            for count, (key, value, headers) in enumerate(items, 1):
+                if count % _RECORDS_PER_YIELD == 0:
+                    await asyncio.sleep(0)
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                     # A new batch takes its first record whatever its size.
@@ -589,7 +613,9 @@ class StreamEngine(ConsumerRebalanceListener):
         engine = self._partitions[partition]
         records: list[_Record] = []
         by_topic: dict[str, list[bytes]] = {}
-        for command in result.sends:
+        for count, command in enumerate(result.sends, 1):
+            if count % _RECORDS_PER_YIELD == 0:
+                await asyncio.sleep(0)
             topic = self._kafka.sends_topic_prefix + command["channel"]
             by_topic.setdefault(topic, []).append(orjson.dumps(command))
         for topic, encoded in by_topic.items():
@@ -598,14 +624,20 @@ class StreamEngine(ConsumerRebalanceListener):
                 (topic, None, value, target, _NO_HEADERS) for value in bounded_records(encoded)
             ]
         if result.events:
-            encoded = [orjson.dumps(event) for event in result.events]
+            encoded = []
+            for count, event in enumerate(result.events, 1):
+                if count % _RECORDS_PER_YIELD == 0:
+                    await asyncio.sleep(0)
+                encoded.append(orjson.dumps(event))
             events_topic = self._kafka.events_topic
             records += [
                 (events_topic, None, value, partition, _ENGINE_HEADERS)
                 for value in bounded_records(encoded)
             ]
         state_topic = self._kafka.engine_state_topic
-        for key in result.changed:
+        for count, key in enumerate(result.changed, 1):
+            if count % _RECORDS_PER_YIELD == 0:
+                await asyncio.sleep(0)
             state = engine.users.get(key)
             value = orjson.dumps(state) if state is not None else None
             if value is not None and len(value) > _MAX_STATE_BYTES:
@@ -661,6 +693,38 @@ async def request_flush(kafka: KafkaSettings) -> int:
     finally:
         await producer.stop()
     return len(partitions)
+
+
+async def _off_loop(
+    action: str, partition: int, decide: Callable[..., Effects], *args: Any
+) -> Effects:
+    """Run a step that may decide any number of pending sends in a thread of its own.
+
+    After a replay, or after the worker was down, one flush or one idle step can close
+    tens of thousands of windows, which takes seconds. On the event loop, that held back
+    aiokafka's heartbeats until the group evicted the worker. The thread gives the loop
+    the interpreter lock every few milliseconds, and the engine's lock keeps every other
+    step off the partitions meanwhile.
+
+    NOTE: an event whose time moves the watermark as far is still decided on the loop.
+    """
+    started_s = time.monotonic()
+    effects = await asyncio.to_thread(decide, *args)
+    decided = len(effects.sends) + sum(effects.reasons.values())
+    if decided or action == "flushed":
+        logger.info(
+            "engine %s partition %d: %d messages decided, %d of them sent",
+            action,
+            partition,
+            decided,
+            len(effects.sends),
+            extra={
+                "partition": partition,
+                "sends": len(effects.sends),
+                "decide_ms": round((time.monotonic() - started_s) * 1000),
+            },
+        )
+    return effects
 
 
 def _restore_record(
