@@ -55,6 +55,7 @@ from aiokafka.structs import ConsumerRecord
 from domain.delivery import AccountRules
 from domain.engine import CampaignSet, Effects, EngineRules, PartitionEngine, fit_state
 from domain.profiles import MAX_TRAITS_BYTES, list_traits
+from domain.triggers import epoch_us
 from herald.config import HeraldSettings, KafkaSettings
 from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import AccountDeliverySettings
@@ -106,6 +107,9 @@ _MAX_STATE_BYTES = 960 * 1024
 # A step that closed many windows writes as many sends, events and states. Encoding and
 # batching them all in one go held the event loop for most of a second.
 _RECORDS_PER_YIELD = 5_000
+# Pending sends that a step may make due before it runs in a thread: 5,000 take about a
+# quarter of a second.
+_OFF_LOOP_DUE = 5_000
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
 
@@ -473,7 +477,18 @@ class StreamEngine(ConsumerRebalanceListener):
                         extra={"partition": record.partition, "offset": record.offset},
                     )
             self.stats.events += len(envelopes)
-            _merge(total, engine.process(envelopes, campaigns, now))
+            if _closes_many(engine, envelopes):
+                result = await _off_loop(
+                    "processed a record that moved the watermark of",
+                    engine.partition,
+                    engine.process,
+                    envelopes,
+                    campaigns,
+                    now,
+                )
+            else:
+                result = engine.process(envelopes, campaigns, now)
+            _merge(total, result)
             # The transaction in flight advances only while the event loop runs, because
             # each of its steps waits for the broker. Yielding here sends its next request.
             await asyncio.sleep(0)
@@ -706,7 +721,7 @@ async def _off_loop(
     the interpreter lock every few milliseconds, and the engine's lock keeps every other
     step off the partitions meanwhile.
 
-    NOTE: an event whose time moves the watermark as far is still decided on the loop.
+    Records of events go there too when their times move the watermark as far.
     """
     started_s = time.monotonic()
     effects = await asyncio.to_thread(decide, *args)
@@ -725,6 +740,19 @@ async def _off_loop(
             },
         )
     return effects
+
+
+def _closes_many(engine: PartitionEngine, envelopes: list[dict[str, Any]]) -> bool:
+    """Tell whether the events may make many pending sends due, as the first live events
+    after a replay of history do.
+
+    NOTE: only the first and the last event's times are read, which is enough for events
+    in time order. An event far ahead in the middle of a record is decided on the loop.
+    """
+    if not envelopes:
+        return False
+    latest_us = max(epoch_us(envelopes[0]["timestamp"]), epoch_us(envelopes[-1]["timestamp"]))
+    return engine.due_count(latest_us, _OFF_LOOP_DUE) >= _OFF_LOOP_DUE
 
 
 def _restore_record(

@@ -788,6 +788,25 @@ class PartitionEngine:
                 horizon_days=self.rules.horizon_days,
             )
 
+    def due_count(self, until_us: int, limit: int) -> int:
+        """Count the pending sends due at or before `until_us`, stopping at `limit`.
+
+        An upper bound: an entry of the schedule may be stale, or may find its user's
+        window still open. For a caller that chooses where to run a step that could
+        decide many sends.
+        """
+        due = self._due
+        count = 0
+        # The schedule is a heap, so the entries due by `until_us` form a subtree at its root.
+        stack = [0]
+        while stack and count < limit:
+            index = stack.pop()
+            if index < len(due) and due[index][0] <= until_us:
+                count += 1
+                stack.append(2 * index + 1)
+                stack.append(2 * index + 2)
+        return count
+
     def reads_notifications(self, campaigns: CampaignSet) -> bool:
         """Tell whether some live audience counts the engine's own Notification events;
         without one, the engine skips them when they come back on the events topic."""

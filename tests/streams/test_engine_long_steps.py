@@ -182,10 +182,10 @@ def test_restore_longer_than_the_session(unique_topics, caplog) -> None:  # type
     assert engine.stats.sends == 1
 
 
-@pytest.mark.parametrize("closed_by", ["idle watermark", "flushed"])
+@pytest.mark.parametrize("closed_by", ["idle watermark", "flushed", "record that moved"])
 def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    # A flush comes first, before the partition counts as idle.
+    # A flush or a live event comes first, before the partition counts as idle.
     idle_s = 0.5 if closed_by == "idle watermark" else 600
     settings = _settings(kafka, idle_watermark_s=idle_s)
     # Restored states of users whose cart windows all closed half an hour ago, behind a
@@ -205,6 +205,9 @@ def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:
     asyncio.run(_write_records(kafka, kafka.engine_state_topic, records))
     if closed_by == "flushed":
         asyncio.run(request_flush(kafka))
+    if closed_by == "record that moved":
+        live = orjson.dumps([_event("someone-else", "App Opened", datetime.now(UTC))])
+        asyncio.run(_write_records(kafka, kafka.events_topic, [(None, live)]))
 
     async def all_sent(engine: StreamEngine) -> bool:
         return engine.stats.sends >= users

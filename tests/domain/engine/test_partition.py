@@ -230,6 +230,27 @@ def test_window_closes_after_its_end(restored: bool) -> None:
     assert send["send_at"] == format_timestamp(T0 + timedelta(hours=1))
 
 
+def test_due_count_of_open_windows() -> None:
+    campaigns = _campaigns(cart=CART)
+    engine = PartitionEngine(0, EngineRules())
+    # Ten users whose cart windows end one minute apart, the first at T0 + 1 hour.
+    events = []
+    for n in range(10):
+        events += [
+            _identify(f"u{n}", T0),
+            _event(f"u{n}", "add_to_cart", T0 + timedelta(minutes=n)),
+        ]
+    engine.process(events, campaigns, NOW)
+    # A window is due once the watermark is past its end.
+    first_due_us = _us(T0 + timedelta(hours=1)) + 1
+
+    assert engine.due_count(first_due_us - 1, 100) == 0
+    assert engine.due_count(first_due_us, 100) == 1
+    assert engine.due_count(first_due_us + 4 * 60 * 1_000_000, 100) == 5
+    assert engine.due_count(first_due_us + 3600 * 1_000_000, 100) == 10
+    assert engine.due_count(first_due_us + 3600 * 1_000_000, 3) == 3
+
+
 def test_stopped_campaign_reports_its_open_windows_not_sent() -> None:
     engine = PartitionEngine(0, EngineRules())
     engine.process(
