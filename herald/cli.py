@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from herald.commands import campaigns, demo, kafka, labels, replay, serve, sql, users
+from herald.config import HeraldSettings, setting_errors
 from herald.logs import configure_logging
 
 app = typer.Typer(
@@ -18,6 +21,16 @@ def _configure(
 ) -> None:
     # Long-running commands raise this to INFO themselves.
     configure_logging(log_level)
+    try:
+        HeraldSettings()
+    except ValidationError as error:
+        for line in setting_errors(error):
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(2) from None
+    except SettingsError as error:
+        # A value that is not valid JSON where a setting takes JSON, such as a list.
+        typer.echo(f"error: {error}: {error.__cause__}", err=True)
+        raise typer.Exit(2) from None
 
 
 app.add_typer(kafka.app, name="kafka", help="Run the local development Kafka broker.")

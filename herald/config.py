@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.delivery import GlobalFrequencyCaps
@@ -25,6 +25,7 @@ __all__ = [
     "IngestSettings",
     "KafkaSettings",
     "LandingSettings",
+    "setting_errors",
 ]
 
 
@@ -121,9 +122,9 @@ class EngineSettings(BaseModel, frozen=True):
     enabled: bool = True
     group_id: str = "herald-engine"
     transactional_id: str | None = None
-    idle_watermark_s: float = Field(default=30.0, gt=0)
-    max_lateness_s: float = Field(default=2 * 3600, ge=0)
-    max_future_s: float = Field(default=120, ge=0)
+    idle_watermark_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    max_lateness_s: float = Field(default=2 * 3600, ge=0, allow_inf_nan=False)
+    max_future_s: float = Field(default=120, ge=0, allow_inf_nan=False)
     timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
     frequency_caps: GlobalFrequencyCaps = GlobalFrequencyCaps()
     control_group_percent: int | None = Field(default=None, ge=2, le=5)
@@ -137,11 +138,12 @@ class EngineSettings(BaseModel, frozen=True):
     # (`python -m bench.triggers`, 2-core VM).
     fetch_min_bytes: int = Field(default=64 * 1024, ge=1)
     # How often the leader worker looks for due runs of scheduled campaigns.
-    scheduler_interval_s: float = Field(default=10.0, gt=0)
-    transaction_timeout_s: float = Field(default=20.0, ge=1)
+    scheduler_interval_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    transaction_timeout_s: float = Field(default=20.0, ge=1, allow_inf_nan=False)
     # A worker that sends no heartbeat for this long leaves the engine's group, and its
-    # partitions move to the others. Brokers accept 6 to 1,800 s by default.
-    session_timeout_s: float = Field(default=10.0, ge=1)
+    # partitions move to the others. The bounds are those that Kafka brokers accept by
+    # default (`group.min.session.timeout.ms`, `group.max.session.timeout.ms`).
+    session_timeout_s: float = Field(default=10.0, ge=6, le=1800, allow_inf_nan=False)
 
 
 class ApiSettings(BaseModel, frozen=True):
@@ -177,3 +179,23 @@ class HeraldSettings(BaseSettings):
     # reads them, such as tests of the API alone.
     control_feed: bool = True
     log_format: str = Field(default="text", pattern="^(text|json)$")
+
+
+def setting_errors(error: ValidationError) -> list[str]:
+    """Describe each invalid setting of `error` by its environment variable and value."""
+    prefix = HeraldSettings.model_config.get("env_prefix", "")
+    delimiter = HeraldSettings.model_config.get("env_nested_delimiter") or "__"
+    lines = []
+    for problem in error.errors():
+        # A problem inside a JSON value, such as a list item, is named by its setting.
+        names = [str(part) for part in problem["loc"] if isinstance(part, str)]
+        variable = prefix + delimiter.join(names).upper()
+        if any(word in variable for word in _SECRET_WORDS):
+            lines.append(f"invalid {variable}: {problem['msg']}")
+        else:
+            lines.append(f"invalid {variable}={problem['input']!r}: {problem['msg']}")
+    return lines
+
+
+# Settings whose values may carry credentials, so an error never repeats them.
+_SECRET_WORDS = ("KEY", "PASSCODE", "SECRET", "TOKEN", "PASSWORD", "URL", "ACCOUNTS")

@@ -50,6 +50,7 @@ import aiokafka.producer.sender
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import InvalidSessionTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 from domain.delivery import AccountRules
@@ -200,8 +201,6 @@ class StreamEngine(ConsumerRebalanceListener):
             retry_backoff_ms=10,
             client_id="herald-engine",
         )
-        await self._producer.start()
-
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             group_id=engine.group_id,
@@ -220,16 +219,22 @@ class StreamEngine(ConsumerRebalanceListener):
             # of the session timeout (`heartbeat.interval.ms`).
             heartbeat_interval_ms=int(engine.session_timeout_s * 1000 / 3),
         )
-        topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
-        self._consumer.subscribe(topics, listener=self)
-        await self._consumer.start()
-
-        logger.info(
-            "engine started",
-            extra={"group_id": engine.group_id, "transactional_id": transactional_id},
-        )
         try:
+            await self._producer.start()
+            topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
+            self._consumer.subscribe(topics, listener=self)
+            await self._consumer.start()
+            logger.info(
+                "engine started",
+                extra={"group_id": engine.group_id, "transactional_id": transactional_id},
+            )
             await self._loop()
+        except InvalidSessionTimeoutError as error:
+            raise RuntimeError(
+                f"the broker rejected the engine's session timeout of "
+                f"{engine.session_timeout_s:g} s; set HERALD_ENGINE__SESSION_TIMEOUT_S within "
+                "the broker's group.min.session.timeout.ms and group.max.session.timeout.ms"
+            ) from error
         finally:
             if self._committing is not None:
                 # A worker that stops lets its last transaction finish.
@@ -725,17 +730,18 @@ async def _off_loop(
     """
     started_s = time.monotonic()
     effects = await asyncio.to_thread(decide, *args)
-    decided = len(effects.sends) + sum(effects.reasons.values())
-    if decided or action == "flushed":
+    not_sent = sum(effects.reasons.values())
+    if effects.sends or not_sent or action == "flushed":
         logger.info(
-            "engine %s partition %d: %d messages decided, %d of them sent",
+            "engine %s partition %d: %d sent, %d not sent",
             action,
             partition,
-            decided,
             len(effects.sends),
+            not_sent,
             extra={
                 "partition": partition,
                 "sends": len(effects.sends),
+                "not_sent": not_sent,
                 "decide_ms": round((time.monotonic() - started_s) * 1000),
             },
         )

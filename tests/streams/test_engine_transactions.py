@@ -65,3 +65,27 @@ def test_fenced_engine_ends_its_run(unique_topics) -> None:  # type: ignore[no-u
     error = asyncio.run(scenario())
     assert error is not None, "the fenced engine kept running"
     assert isinstance(error, KafkaError)
+
+
+def test_rejected_session_timeout_names_setting(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    # Below the broker's `group.min.session.timeout.ms` (6 s by default). Settings reject
+    # such a value, so it is set here without validation, as a broker with other bounds
+    # would see a valid one.
+    engine = settings.engine.model_copy(update={"session_timeout_s": 3.0})
+    settings = settings.model_copy(update={"engine": engine})
+
+    async def scenario() -> BaseException | None:
+        ready = asyncio.Event()
+        ready.set()
+        run = asyncio.create_task(StreamEngine(settings, CampaignCatalog(), ready).run())
+        done, _ = await asyncio.wait({run}, timeout=60)
+        if not done:
+            run.cancel()
+            return None
+        return run.exception()
+
+    error = asyncio.run(scenario())
+    assert error is not None, "the engine ran with a session timeout the broker rejects"
+    assert "HERALD_ENGINE__SESSION_TIMEOUT_S" in str(error)
