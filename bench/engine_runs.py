@@ -181,9 +181,9 @@ class _TimedEngine(StreamEngine):
     assigned_at_s: float | None = None
     assigned_cpu_s: float | None = None
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await super().on_partitions_assigned(assigned)
-        if self.assigned_at_s is None:
+    async def _restore_assigned(self) -> None:
+        await super()._restore_assigned()
+        if self.assigned_at_s is None and self._partitions:
             self.assigned_at_s = time.perf_counter()
             self.assigned_cpu_s = time.process_time()
 

@@ -755,7 +755,7 @@ def _closes_many(engine: PartitionEngine, envelopes: list[dict[str, Any]]) -> bo
     NOTE: only the first and the last event's times are read, which is enough for events
     in time order. An event far ahead in the middle of a record is decided on the loop.
     """
-    if not envelopes:
+    if not envelopes or engine.scheduled < _OFF_LOOP_DUE:
         return False
     latest_us = max(epoch_us(envelopes[0]["timestamp"]), epoch_us(envelopes[-1]["timestamp"]))
     return engine.due_count(latest_us, _OFF_LOOP_DUE) >= _OFF_LOOP_DUE

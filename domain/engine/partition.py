@@ -788,6 +788,11 @@ class PartitionEngine:
                 horizon_days=self.rules.horizon_days,
             )
 
+    @property
+    def scheduled(self) -> int:
+        """The number of entries in the schedule of pending sends, stale ones included."""
+        return len(self._due)
+
     def due_count(self, until_us: int, limit: int) -> int:
         """Count the pending sends due at or before `until_us`, stopping at `limit`.
 

@@ -244,6 +244,7 @@ def test_due_count_of_open_windows() -> None:
     # A window is due once the watermark is past its end.
     first_due_us = _us(T0 + timedelta(hours=1)) + 1
 
+    assert engine.scheduled == 10
     assert engine.due_count(first_due_us - 1, 100) == 0
     assert engine.due_count(first_due_us, 100) == 1
     assert engine.due_count(first_due_us + 4 * 60 * 1_000_000, 100) == 5
