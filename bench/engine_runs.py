@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 from bench.broker import bench_kafka
 from bench.events import envelopes_of
@@ -176,16 +177,16 @@ def measure_pure_engine(
 
 
 class _TimedEngine(StreamEngine):
-    """The stream engine, plus the time it first got partitions and restored their state."""
+    """The stream engine, plus the time its first poll brought records."""
 
     assigned_at_s: float | None = None
     assigned_cpu_s: float | None = None
 
-    async def _restore_assigned(self) -> None:
-        await super()._restore_assigned()
-        if self.assigned_at_s is None and self._partitions:
+    async def _step(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        if self.assigned_at_s is None and any(batches.values()):
             self.assigned_at_s = time.perf_counter()
             self.assigned_cpu_s = time.process_time()
+        await super()._step(batches)
 
 
 async def _end_offsets(kafka: KafkaSettings) -> dict[TopicPartition, int]:
@@ -215,8 +216,11 @@ async def measure_stream_engine(
 ) -> EngineRun:
     """Run `StreamEngine` on the pre-filled events topic until it has committed every record.
 
-    The interval starts when the engine has its partitions and their (empty) state. It
-    ends when the engine's committed offsets reach the end the topic had before the run.
+    The interval starts when the engine's first poll brings records. The partitions wait,
+    paused, for the restore of their (empty) state, so the first fetch starts only after
+    it, once per start of a worker. In a run of 200,000 events that wait cost about 4%.
+    The interval ends when the engine's committed offsets reach the end the topic had
+    before the run.
     The engine also reads the Notification events it writes to the same topic, so its
     event counter alone cannot tell when the pre-filled events are done.
     """
@@ -254,7 +258,7 @@ async def measure_stream_engine(
             events,
             time.perf_counter() - engine.assigned_at_s,
             time.process_time() - engine.assigned_cpu_s,
-            note=f"from assignment; max_poll_records {settings.engine.max_poll_records}",
+            note=f"from the first records; max_poll_records {settings.engine.max_poll_records}",
         )
         stats = engine.stats
         return EngineRun(
