@@ -177,15 +177,22 @@ def measure_pure_engine(
 
 
 class _TimedEngine(StreamEngine):
-    """The stream engine, plus the time its first poll brought records."""
+    """The stream engine, plus the times it restored its partitions' state and its first
+    poll brought records."""
 
-    assigned_at_s: float | None = None
-    assigned_cpu_s: float | None = None
+    restored_at_s: float | None = None
+    first_records_s: float | None = None
+    first_records_cpu_s: float | None = None
+
+    async def _restore_assigned(self) -> None:
+        await super()._restore_assigned()
+        if self.restored_at_s is None and self._partitions:
+            self.restored_at_s = time.perf_counter()
 
     async def _step(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        if self.assigned_at_s is None and any(batches.values()):
-            self.assigned_at_s = time.perf_counter()
-            self.assigned_cpu_s = time.process_time()
+        if self.first_records_s is None and any(batches.values()):
+            self.first_records_s = time.perf_counter()
+            self.first_records_cpu_s = time.process_time()
         await super()._step(batches)
 
 
@@ -252,12 +259,12 @@ async def measure_stream_engine(
                     admin, settings.engine.group_id, ends
                 ):
                     break
-        assert engine.assigned_at_s is not None and engine.assigned_cpu_s is not None
+        assert engine.first_records_s is not None and engine.first_records_cpu_s is not None
         measurement = Measurement(
             name,
             events,
-            time.perf_counter() - engine.assigned_at_s,
-            time.process_time() - engine.assigned_cpu_s,
+            time.perf_counter() - engine.first_records_s,
+            time.process_time() - engine.first_records_cpu_s,
             note=f"from the first records; max_poll_records {settings.engine.max_poll_records}",
         )
         stats = engine.stats
@@ -361,7 +368,7 @@ async def measure_latency(
     sampler = asyncio.create_task(_sample_cpu(engine, samples))
     try:
         deadline_s = time.perf_counter() + _ASSIGNMENT_TIMEOUT_S
-        while engine.assigned_at_s is None:
+        while engine.restored_at_s is None:
             if task.done():
                 task.result()
                 raise BenchError("latency: the engine stopped before it got its partitions")
