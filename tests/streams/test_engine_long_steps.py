@@ -24,7 +24,7 @@ from tests.support.engine import engine_settings
 
 pytestmark = pytest.mark.kafka
 
-# The least that brokers accept by default (`group.min.session.timeout.ms`).
+# The minimum that brokers accept by default (`group.min.session.timeout.ms`).
 SESSION_S = 6.0
 CART = CampaignCreate.model_validate(
     {
@@ -110,8 +110,8 @@ async def _write_records(
 def _run_engine(
     settings: HeraldSettings, until: Any, deadline_s: float
 ) -> tuple[StreamEngine, float]:
-    """Run the engine until `until` holds; return it and the longest time, once it has
-    partitions, that the event loop took to come back to a task that sleeps 0.1 s."""
+    """Run the engine until `until` holds. Return it and the maximum delay, once it has
+    partitions, with which a task that sleeps 0.1 s woke up."""
 
     async def scenario() -> tuple[StreamEngine, float]:
         ready = asyncio.Event()
@@ -119,7 +119,7 @@ def _run_engine(
         engine = StreamEngine(settings, _catalog(), ready)
         run = asyncio.create_task(engine.run())
         deadline = time.monotonic() + deadline_s
-        longest_s = 0.0
+        max_pause_s = 0.0
         try:
             while not await until(engine):
                 assert not run.done(), f"the engine stopped: {run.exception()!r}"
@@ -127,11 +127,11 @@ def _run_engine(
                 slept_s = time.monotonic()
                 await asyncio.sleep(0.1)
                 if engine._partitions:
-                    longest_s = max(longest_s, time.monotonic() - slept_s - 0.1)
+                    max_pause_s = max(max_pause_s, time.monotonic() - slept_s - 0.1)
         finally:
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)
-        return engine, longest_s
+        return engine, max_pause_s
 
     return asyncio.run(scenario())
 
@@ -213,11 +213,11 @@ def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:
         return engine.stats.sends >= users
 
     with caplog.at_level("INFO", logger="streams.engine"):
-        engine, longest_s = _run_engine(settings, all_sent, deadline_s=120)
+        engine, max_pause_s = _run_engine(settings, all_sent, deadline_s=120)
 
     [closing] = [r for r in caplog.records if closed_by in r.getMessage()]
     assert closing.sends == users
     # Otherwise the loop could not show how long the step held it.
     assert closing.decide_ms > 1000
-    assert longest_s < closing.decide_ms / 1000 / 2
+    assert max_pause_s < closing.decide_ms / 1000 / 2
     assert engine.stats.sends == users
