@@ -181,6 +181,10 @@ class HeraldSettings(BaseSettings):
     log_format: str = Field(default="text", pattern="^(text|json)$")
 
 
+# Settings whose values may carry credentials, so an error never repeats them.
+_SECRET_WORDS = ("KEY", "PASSCODE", "SECRET", "TOKEN", "PASSWORD", "URL", "ACCOUNTS")
+
+
 def setting_errors(error: ValidationError) -> list[str]:
     """Describe each invalid setting of `error` by its environment variable and value."""
     prefix = HeraldSettings.model_config.get("env_prefix", "")
@@ -195,7 +199,3 @@ def setting_errors(error: ValidationError) -> list[str]:
         else:
             lines.append(f"invalid {variable}={problem['input']!r}: {problem['msg']}")
     return lines
-
-
-# Settings whose values may carry credentials, so an error never repeats them.
-_SECRET_WORDS = ("KEY", "PASSCODE", "SECRET", "TOKEN", "PASSWORD", "URL", "ACCOUNTS")

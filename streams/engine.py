@@ -450,7 +450,9 @@ class StreamEngine(ConsumerRebalanceListener):
         skips_own = not engine.reads_notifications(campaigns)
         for record in records:
             if _is_flush(record):
-                flushed = await _off_loop("flushed", engine.partition, engine.flush, campaigns, now)
+                flushed = await _off_loop(
+                    "flushed", engine.partition, engine.flush, campaigns, now, log_empty=True
+                )
                 _merge(total, flushed)
                 continue
             if skips_own and _is_engine_record(record):
@@ -716,7 +718,11 @@ async def request_flush(kafka: KafkaSettings) -> int:
 
 
 async def _off_loop(
-    action: str, partition: int, decide: Callable[..., Effects], *args: Any
+    action: str,
+    partition: int,
+    decide: Callable[..., Effects],
+    *args: Any,
+    log_empty: bool = False,
 ) -> Effects:
     """Run a step that may decide any number of pending sends in a thread of its own.
 
@@ -726,12 +732,13 @@ async def _off_loop(
     the interpreter lock every few milliseconds, and the engine's lock keeps every other
     step off the partitions meanwhile.
 
-    Records of events go there too when their times move the watermark as far.
+    Records of events go there too when their times move the watermark as far. The step
+    is logged when it decided something, or always with `log_empty`.
     """
     started_s = time.monotonic()
     effects = await asyncio.to_thread(decide, *args)
     not_sent = sum(effects.reasons.values())
-    if effects.sends or not_sent or action == "flushed":
+    if effects.sends or not_sent or log_empty:
         logger.info(
             "engine %s partition %d: %d sent, %d not sent",
             action,

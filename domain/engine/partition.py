@@ -796,9 +796,9 @@ class PartitionEngine:
     def due_count(self, until_us: int, limit: int) -> int:
         """Count the pending sends due at or before `until_us`, stopping at `limit`.
 
-        An upper bound: an entry of the schedule may be stale, or may find its user's
-        window still open. For a caller that chooses where to run a step that could
-        decide many sends.
+        The count is an upper bound, because an entry of the schedule may be stale, or
+        may find its user's window still open. It serves a caller that chooses where to
+        run a step that could decide many sends.
         """
         due = self._due
         count = 0

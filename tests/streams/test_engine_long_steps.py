@@ -79,12 +79,19 @@ def _identify(user_id: str, at: datetime) -> dict[str, Any]:
     return _event(user_id, None, at, type="identify", traits={"push_token": f"token-{user_id}"})  # type: ignore[arg-type]
 
 
-def _open_windows(users: int, at: datetime) -> list[dict[str, Any]]:
-    """Return the events that leave each user a cart window open at `at` + 30 minutes."""
-    keys = [f"user-{n:06d}" for n in range(users)]
-    return [_identify(key, at) for key in keys] + [
-        _event(key, "Product Added", at + timedelta(microseconds=n)) for n, key in enumerate(keys)
+def _user_states(
+    users: int, events: list[dict[str, Any]], at: datetime
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Return the state records of `users` users whose states are what `events` of the user
+    `user-template` make, and the partition record after them, as the engine writes both."""
+    engine = PartitionEngine(0, EngineRules())
+    engine.process(events, compile_campaigns({"cart": _entry()}, {}), at)
+    template = orjson.dumps(engine.users["user-template"])
+    states = [
+        (f"u:user-{n:06d}".encode(), template.replace(b"user-template", b"user-%06d" % n))
+        for n in range(users)
     ]
+    return states, orjson.dumps(engine.meta())
 
 
 async def _write_records(
@@ -147,15 +154,9 @@ def test_restore_longer_than_the_session(unique_topics, caplog) -> None:  # type
     # users that reading them back takes longer than the session timeout.
     at = datetime.now(UTC) - timedelta(days=1)
     users = 300_000
-    engine = PartitionEngine(0, EngineRules())
     identify = _identify("user-template", at)
     identify["traits"].update({f"trait_{n}": f"value {n} of a trait" for n in range(60)})
-    engine.process([identify], compile_campaigns({"cart": _entry()}, {}), at)
-    template = orjson.dumps(engine.users["user-template"])
-    states = [
-        (f"u:user-{n:06d}".encode(), template.replace(b"user-template", b"user-%06d" % n))
-        for n in range(users)
-    ]
+    states, _ = _user_states(users, [identify], at)
     asyncio.run(_write_records(kafka, kafka.engine_state_topic, states))
     state: dict[str, Any] = {}
 
@@ -192,16 +193,9 @@ def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:
     # watermark that stopped an hour ago.
     opened = datetime.now(UTC) - timedelta(hours=1)
     users = 50_000
-    engine = PartitionEngine(0, EngineRules())
-    campaigns = compile_campaigns({"cart": _entry()}, {})
     trigger = _event("user-template", "Product Added", opened)
-    engine.process([_identify("user-template", opened), trigger], campaigns, opened)
-    template = orjson.dumps(engine.users["user-template"])
-    records = [
-        (f"u:user-{n:06d}".encode(), template.replace(b"user-template", b"user-%06d" % n))
-        for n in range(users)
-    ]
-    records.append((b"partition", orjson.dumps(engine.meta())))
+    states, partition = _user_states(users, [_identify("user-template", opened), trigger], opened)
+    records = [*states, (b"partition", partition)]
     asyncio.run(_write_records(kafka, kafka.engine_state_topic, records))
     if closed_by == "flushed":
         asyncio.run(request_flush(kafka))
