@@ -123,6 +123,9 @@ def test_start_stop_scratch_broker(scratch_broker: LocalBroker) -> None:
     running = scratch_broker.status()
     assert running.running
     assert running.reachable
+    command = Path(f"/proc/{running.pid}/cmdline").read_bytes().split(b"\0")
+    # Kafka's own start script sets this pause goal; the JVM's default is ten times longer.
+    assert b"-XX:MaxGCPauseMillis=20" in command
 
     assert scratch_broker.start() is False
 
