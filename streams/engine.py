@@ -757,15 +757,16 @@ async def _off_loop(
 
 def _closes_many(engine: PartitionEngine, envelopes: list[dict[str, Any]]) -> bool:
     """Tell whether the events may make many pending sends due, as the first live events
-    after a replay of history do.
-
-    NOTE: only the first and the last event's times are read, which is enough for events
-    in time order. An event far ahead in the middle of a record is decided on the loop.
-    """
+    after a replay of history do."""
     if not envelopes or engine.scheduled < _OFF_LOOP_DUE:
         return False
-    latest_us = max(epoch_us(envelopes[0]["timestamp"]), epoch_us(envelopes[-1]["timestamp"]))
-    return engine.due_count(latest_us, _OFF_LOOP_DUE) >= _OFF_LOOP_DUE
+    # Checked timestamps sort as text, except that a time without a fraction sorts after
+    # the same second with one, so a second more covers every event. An event moves the
+    # watermark at most `max_future_us` past its receipt.
+    latest = max(envelope["timestamp"] for envelope in envelopes)
+    received = max(envelope["received_at"] for envelope in envelopes)
+    until_us = min(epoch_us(latest), epoch_us(received) + engine.rules.max_future_us) + 1_000_000
+    return engine.due_count(until_us, _OFF_LOOP_DUE) >= _OFF_LOOP_DUE
 
 
 def _restore_record(

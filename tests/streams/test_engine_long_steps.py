@@ -183,7 +183,9 @@ def test_restore_longer_than_the_session(unique_topics, caplog) -> None:  # type
     assert engine.stats.sends == 1
 
 
-@pytest.mark.parametrize("closed_by", ["idle watermark", "flushed", "record that moved"])
+@pytest.mark.parametrize(
+    "closed_by", ["idle watermark", "flushed", "record that moved", "record that moved inside"]
+)
 def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
     # A flush or a live event comes first, before the partition counts as idle.
@@ -202,6 +204,11 @@ def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:
     if closed_by == "record that moved":
         live = orjson.dumps([_event("someone-else", "App Opened", datetime.now(UTC))])
         asyncio.run(_write_records(kafka, kafka.events_topic, [(None, live)]))
+    if closed_by == "record that moved inside":
+        # Only an event between the first and the last moves the watermark.
+        times = [opened, datetime.now(UTC), opened]
+        live = orjson.dumps([_event("someone-else", "App Opened", at) for at in times])
+        asyncio.run(_write_records(kafka, kafka.events_topic, [(None, live)]))
 
     async def all_sent(engine: StreamEngine) -> bool:
         return engine.stats.sends >= users
@@ -209,7 +216,8 @@ def test_many_windows_closing_at_once(unique_topics, caplog, closed_by) -> None:
     with caplog.at_level("INFO", logger="streams.engine"):
         engine, max_pause_s = _run_engine(settings, all_sent, deadline_s=120)
 
-    [closing] = [r for r in caplog.records if closed_by in r.getMessage()]
+    step = closed_by.removesuffix(" inside")
+    [closing] = [r for r in caplog.records if step in r.getMessage()]
     assert closing.sends == users
     # Otherwise the loop could not show how long the step held it.
     assert closing.decide_ms > 1000
