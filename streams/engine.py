@@ -762,10 +762,11 @@ def _closes_many(engine: PartitionEngine, envelopes: list[dict[str, Any]]) -> bo
         return False
     # Checked timestamps sort as text, except that a time without a fraction sorts after
     # the same second with one, so a second more covers every event. An event moves the
-    # watermark at most `max_future_us` past its receipt.
+    # watermark at most `max_future_us` past its receipt and past the clock.
     latest = max(envelope["timestamp"] for envelope in envelopes)
     received = max(envelope["received_at"] for envelope in envelopes)
-    until_us = min(epoch_us(latest), epoch_us(received) + engine.rules.max_future_us) + 1_000_000
+    received_us = min(epoch_us(received), time.time_ns() // 1000)
+    until_us = min(epoch_us(latest), received_us + engine.rules.max_future_us) + 1_000_000
     return engine.due_count(until_us, _OFF_LOOP_DUE) >= _OFF_LOOP_DUE
 
 

@@ -21,8 +21,9 @@ Each partition applies its share of a campaign's throttle and limits
 
 Time rules:
 - The watermark is the latest event time seen. An event moves it only if its time is at
-  most `max_future_us` after its own `received_at`: a device whose clock runs ahead must
-  not close everyone's windows early.
+  most `max_future_us` after its own `received_at` and after the worker's clock: a device
+  whose clock runs ahead must not close everyone's windows early, nor a producer that
+  writes a `received_at` ahead.
 - Before an event is applied, the sends due at the advanced watermark go out. A delayed
   send is due once the watermark reaches its time. An inaction window is due once the
   watermark is past its end, because an event exactly at the end still cancels it.
@@ -206,6 +207,8 @@ class PartitionEngine:
         self._reads_notifications = False
         self._held_checked: CampaignSet | None = None
         self._last_received: tuple[str, int] = ("", 0)
+        # The wall clock of the current `process` call, in microseconds.
+        self._clock_us = 0
         self._now_text = ""
         self._rejected: list[str] = []
         for key, state in self.users.items():
@@ -221,6 +224,7 @@ class PartitionEngine:
     ) -> Effects:
         """Apply a partition's events in order and decide every send they make due."""
         effects = self.sync(campaigns, now)
+        self._clock_us = moment_us(now)
         for envelope in envelopes:
             self._process_one(envelope, campaigns, now, effects)
         return effects
@@ -361,7 +365,11 @@ class PartitionEngine:
         at_us = epoch_us(envelope["timestamp"])
         if self.watermark_us is None or at_us > self.watermark_us:
             received = envelope.get("received_at")
-            if received is None or at_us <= self._received_us(received) + self.rules.max_future_us:
+            # Any producer may write `received_at`, so the worker's clock bounds it too.
+            latest_us = self._clock_us
+            if received is not None:
+                latest_us = min(latest_us, self._received_us(received))
+            if at_us <= latest_us + self.rules.max_future_us:
                 self._advance(at_us, campaigns, now, effects)
 
         state = self.users.get(key)

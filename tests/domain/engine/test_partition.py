@@ -199,6 +199,17 @@ def test_clock_ahead_event_ignored() -> None:
     assert datetime.fromtimestamp(engine.watermark_us / 1e6, UTC) == T0
 
 
+def test_received_at_ahead_of_clock_ignored() -> None:
+    campaigns = _campaigns(payment=PAYMENT, cart=CART)
+    engine = PartitionEngine(0, EngineRules())
+    engine.process([_identify("u1", T0), _event("u1", "add_to_cart", T0)], campaigns, NOW)
+    # A producer other than the API may write any `received_at`.
+    far = datetime(2099, 1, 1, tzinfo=UTC)
+    effects = engine.process([_event("u2", "home", far, received=far)], campaigns, NOW)
+    assert effects.sends == []
+    assert datetime.fromtimestamp(engine.watermark_us / 1e6, UTC) == T0
+
+
 def test_late_event_does_not_trigger_but_cancels() -> None:
     campaigns = _campaigns(payment=PAYMENT, cart=CART)
     engine = PartitionEngine(0, EngineRules())
