@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.delivery import GlobalFrequencyCaps
@@ -59,6 +67,14 @@ class BrokerSettings(BaseModel, frozen=True):
     heap_mb: int = Field(default=512, ge=128)
     start_timeout_s: float = Field(default=90.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("controller_port")
+    @classmethod
+    def _own_controller_port(cls, value: int, info: ValidationInfo) -> int:
+        # Kafka's storage tool would reject it only with a Java stack trace.
+        if value == info.data.get("port"):
+            raise ValueError("must differ from HERALD_BROKER__PORT")
+        return value
 
 
 class CleverTapAccount(BaseModel, frozen=True):

@@ -66,3 +66,14 @@ def test_malformed_json_setting(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith('error: error parsing value for field "ingest"')
+
+
+def test_equal_broker_ports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ports = {"HERALD_BROKER__PORT": "49194", "HERALD_BROKER__CONTROLLER_PORT": "49194"}
+    result = _herald(ports, tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: invalid HERALD_BROKER__CONTROLLER_PORT='49194': "
+        "Value error, must differ from HERALD_BROKER__PORT"
+    )
