@@ -53,6 +53,13 @@ def start() -> None:
             launched = broker.start()
     except BrokerError as exc:
         _abort(str(exc))
+    if not launched and not broker.status().running:
+        # Its log is elsewhere: naming this home's log would send the reader to the wrong file.
+        _stdout.print(
+            f"Kafka already responds on {broker.bootstrap_servers}, from a broker not started "
+            f"from this home ({broker.settings.home})."
+        )
+        return
     state = "started" if launched else "already running"
     _stdout.print(f"Kafka {state} on {broker.bootstrap_servers} (log: {broker.log_path}).")
 

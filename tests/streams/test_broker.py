@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,6 +137,28 @@ def test_start_stop_scratch_broker(scratch_broker: LocalBroker) -> None:
     assert not stopped.running
     assert not stopped.reachable
     assert scratch_broker.stop() is False
+
+
+@pytest.mark.kafka
+def test_start_names_other_home(scratch_broker: LocalBroker, tmp_path: Path) -> None:
+    scratch_broker.start()
+    settings = scratch_broker.settings
+    env = {
+        "HERALD_BROKER__HOME": str(tmp_path / "other"),
+        "HERALD_BROKER__PORT": str(settings.port),
+        "HERALD_BROKER__CONTROLLER_PORT": str(settings.controller_port),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "herald.cli", "kafka", "start"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0
+    assert "not started from this home" in result.stdout
+    assert "broker.log" not in result.stdout
 
 
 @pytest.mark.kafka
