@@ -127,7 +127,7 @@ def test_start_stop_scratch_broker(scratch_broker: LocalBroker) -> None:
     assert running.running
     assert running.reachable
     command = Path(f"/proc/{running.pid}/cmdline").read_bytes().split(b"\0")
-    # Kafka's own start script sets this pause goal; the JVM's default is ten times longer.
+    # Kafka's own start script sets this pause goal. G1's default is ten times longer.
     assert b"-XX:MaxGCPauseMillis=20" in command
 
     assert scratch_broker.start() is False
