@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiokafka.producer.sender
@@ -60,6 +60,7 @@ from domain.triggers import epoch_us
 from herald.config import HeraldSettings, KafkaSettings
 from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import AccountDeliverySettings
+from schemas.envelope import format_timestamp
 from schemas.wire import decode_events, envelope_problem
 from streams.catalog import CampaignCatalog
 from streams.producer import bounded_records
@@ -111,6 +112,8 @@ _RECORDS_PER_YIELD = 5_000
 # Pending sends that a step may make due before it runs in a thread: 5,000 take about a
 # quarter of a second.
 _OFF_LOOP_DUE = 5_000
+# Events dated later than the API accepts are skipped, and a year at most.
+_MAX_AHEAD_S = 366 * 24 * 3600
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
 
@@ -448,6 +451,10 @@ class StreamEngine(ConsumerRebalanceListener):
     ) -> Effects:
         total = Effects()
         skips_own = not engine.reads_notifications(campaigns)
+        # The API rejects events dated further ahead. Written to Kafka directly, such an
+        # event could make the engine compute local dates past the year 9999.
+        ahead_s = min(self._settings.ingest.max_future_skew_s, _MAX_AHEAD_S)
+        latest = format_timestamp(now + timedelta(seconds=ahead_s))
         for record in records:
             if _is_flush(record):
                 flushed = await _off_loop(
@@ -475,6 +482,12 @@ class StreamEngine(ConsumerRebalanceListener):
                 if skips_own and _is_own_notification(envelope):
                     continue
                 problem = envelope_problem(envelope)
+                # Checked timestamps sort as text, to within a second.
+                if problem is None and envelope["timestamp"] > latest:
+                    problem = (
+                        f"timestamp {envelope['timestamp']!r} is more than {ahead_s:g} s "
+                        "after the worker's clock"
+                    )
                 if problem is None:
                     envelopes.append(envelope)
                 else:

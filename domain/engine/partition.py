@@ -406,7 +406,8 @@ class PartitionEngine:
             trigger_state,
             envelope,
             state["profile"]["traits"],
-            self.watermark_us if self.watermark_us is not None else at_us,
+            # Without a watermark, only an event too far ahead to set one reaches here.
+            self.watermark_us if self.watermark_us is not None else self._clock_us,
             self.rules.max_lateness_us,
             self.rules.max_future_us,
             at_us,

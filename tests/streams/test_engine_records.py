@@ -235,6 +235,32 @@ def test_old_events_are_reported_in_the_log(unique_topics, caplog) -> None:  # t
     ]
 
 
+def test_event_dated_past_the_api_limit_skipped(unique_topics, caplog) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    # Only a producer other than the API can write it, with any `received_at`.
+    last = "9999-12-31T23:59:59.999999Z"
+    far = {**_event("far-user"), "timestamp": last, "received_at": last}
+    state: dict[str, Any] = {}
+
+    async def live_sent(engine: StreamEngine) -> bool:
+        if "written" not in state:
+            await _write(kafka, [far, _event("live-user")], [])
+            state["written"] = True
+        return engine.stats.sends >= 1
+
+    with caplog.at_level("WARNING", logger="streams.engine"):
+        engine = _run_engine(settings, live_sent)
+
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert engine.stats.events == 1
+    assert engine.stats.sends == 1
+    assert skipped == [
+        f"engine skipped an invalid event: timestamp '{last}' is more than 86400 s after "
+        "the worker's clock"
+    ]
+
+
 async def _state_records(kafka: KafkaSettings, key: bytes) -> list[Any]:
     consumer = AIOKafkaConsumer(
         kafka.engine_state_topic,

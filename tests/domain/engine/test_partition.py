@@ -199,6 +199,16 @@ def test_clock_ahead_event_ignored() -> None:
     assert datetime.fromtimestamp(engine.watermark_us / 1e6, UTC) == T0
 
 
+def test_first_event_far_ahead_ignored() -> None:
+    campaigns = _campaigns(payment=PAYMENT)
+    engine = PartitionEngine(0, EngineRules())
+    far = datetime(2099, 1, 1, tzinfo=UTC)
+    effects = engine.process([_event("u1", "payment_error", far, received=far)], campaigns, NOW)
+    assert engine.watermark_us is None
+    assert effects.untimely == 1
+    assert effects.sends == []
+
+
 def test_received_at_ahead_of_clock_ignored() -> None:
     campaigns = _campaigns(payment=PAYMENT, cart=CART)
     engine = PartitionEngine(0, EngineRules())
