@@ -235,7 +235,7 @@ def test_old_events_are_reported_in_the_log(unique_topics, caplog) -> None:  # t
     ]
 
 
-def test_event_dated_past_the_api_limit_skipped(unique_topics, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_event_past_api_limit_skipped(unique_topics, caplog) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
     settings = engine_settings(kafka)
     # Only a producer other than the API can write it, with any `received_at`.
