@@ -497,7 +497,7 @@ class StreamEngine(ConsumerRebalanceListener):
                         extra={"partition": record.partition, "offset": record.offset},
                     )
             self.stats.events += len(envelopes)
-            if _closes_many(engine, envelopes):
+            if _closes_many(engine, envelopes, now):
                 result = await _off_loop(
                     "processed a record that moved the watermark of",
                     engine.partition,
@@ -768,18 +768,17 @@ async def _off_loop(
     return effects
 
 
-def _closes_many(engine: PartitionEngine, envelopes: list[dict[str, Any]]) -> bool:
+def _closes_many(engine: PartitionEngine, envelopes: list[dict[str, Any]], now: datetime) -> bool:
     """Tell whether the events may make many pending sends due, as the first live events
     after a replay of history do."""
     if not envelopes or engine.scheduled < _OFF_LOOP_DUE:
         return False
     # Checked timestamps sort as text, except that a time without a fraction sorts after
-    # the same second with one, so a second more covers every event. An event moves the
-    # watermark at most `max_future_us` past its receipt and past the clock.
+    # the same second with one, so a second more covers every event.
     latest = max(envelope["timestamp"] for envelope in envelopes)
     received = max(envelope["received_at"] for envelope in envelopes)
-    received_us = min(epoch_us(received), time.time_ns() // 1000)
-    until_us = min(epoch_us(latest), received_us + engine.rules.max_future_us) + 1_000_000
+    reach_us = engine.reach_us(received, int(now.timestamp() * 1_000_000))
+    until_us = min(epoch_us(latest), reach_us) + 1_000_000
     return engine.due_count(until_us, _OFF_LOOP_DUE) >= _OFF_LOOP_DUE
 
 

@@ -364,12 +364,7 @@ class PartitionEngine:
 
         at_us = epoch_us(envelope["timestamp"])
         if self.watermark_us is None or at_us > self.watermark_us:
-            received = envelope.get("received_at")
-            # Any producer may write `received_at`, so the worker's clock bounds it too.
-            latest_us = self._clock_us
-            if received is not None:
-                latest_us = min(latest_us, self._received_us(received))
-            if at_us <= latest_us + self.rules.max_future_us:
+            if at_us <= self.reach_us(envelope.get("received_at"), self._clock_us):
                 self._advance(at_us, campaigns, now, effects)
 
         state = self.users.get(key)
@@ -830,6 +825,15 @@ class PartitionEngine:
                 feature.event in SELF_TRIGGERING_EVENTS for feature in campaigns.features
             )
         return self._reads_notifications
+
+    def reach_us(self, received_at: str | None, clock_us: int) -> int:
+        """Return the latest event time to which an event received at `received_at` may
+        move the watermark, by a worker's clock at `clock_us`."""
+        # Any producer may write `received_at`, so the worker's clock bounds it too.
+        latest_us = clock_us
+        if received_at is not None:
+            latest_us = min(latest_us, self._received_us(received_at))
+        return latest_us + self.rules.max_future_us
 
     def _received_us(self, received_at: str) -> int:
         # The events of one API request share their `received_at`, so it is parsed once.
