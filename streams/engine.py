@@ -112,7 +112,7 @@ _RECORDS_PER_YIELD = 5_000
 # Pending sends that a step may make due before it runs in a thread: 5,000 take about a
 # quarter of a second.
 _OFF_LOOP_DUE = 5_000
-# The engine skips events dated further ahead than the API accepts, and than a year.
+# A cap on the API's limit for events dated ahead, so that the engine's bound stays a valid date.
 _MAX_AHEAD_S = 366 * 24 * 3600
 # How often the objects alive so far leave the collector's view, see `_freeze_heap`.
 _FREEZE_INTERVAL_S = 60.0
