@@ -63,6 +63,7 @@ from schemas.delivery import AccountDeliverySettings
 from schemas.envelope import format_timestamp
 from schemas.wire import decode_events, envelope_problem
 from streams.catalog import CampaignCatalog
+from streams.fencing import fence_offset_commits, member_of
 from streams.producer import bounded_records
 
 __all__ = [
@@ -222,6 +223,10 @@ class StreamEngine(ConsumerRebalanceListener):
             # of the session timeout (`heartbeat.interval.ms`).
             heartbeat_interval_ms=int(engine.session_timeout_s * 1000 / 3),
         )
+        consumer = self._consumer
+        # A worker that its group dropped must not commit what it decided for partitions
+        # that another worker owns by then.
+        fence_offset_commits(self._producer, lambda: member_of(consumer, engine.group_id))
         try:
             await self._producer.start()
             topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
