@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,60 +12,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from herald.config import HeraldSettings, KafkaSettings
-from schemas.campaign import CampaignCreate
 from schemas.envelope import format_timestamp
 from schemas.wire import decode_events
 from streams.catalog import CampaignCatalog
 from streams.engine import ENGINE_ORIGIN, ORIGIN_HEADER, StreamEngine
-from tests.support.engine import engine_settings
+from tests.support.engine import COUPON_TRIGGER, coupon_catalog, coupon_event, engine_settings
 
 pytestmark = pytest.mark.kafka
-
-TRIGGER = "Coupon Claimed"
-
-
-def _catalog(delivery: dict[str, Any] | None = None) -> CampaignCatalog:
-    campaign = CampaignCreate.model_validate(
-        {
-            "name": "Coupon confirmation",
-            "channel": "in_app",
-            "what": {
-                "variants": [
-                    {
-                        "message": {
-                            "channel": "in_app",
-                            "layout": "alert",
-                            "title": "Hi",
-                            "body": "Yes",
-                        }
-                    }
-                ]
-            },
-            "when": {"type": "event", "event": TRIGGER},
-            "delivery": delivery or {},
-        }
-    )
-    catalog = CampaignCatalog()
-    catalog.campaigns["coupon"] = {
-        "state": "running",
-        "timezone": "UTC",
-        "name": campaign.name,
-        "live_definition": campaign.model_dump(mode="json"),
-    }
-    return catalog
-
-
-def _event(user_id: str) -> dict[str, Any]:
-    now = format_timestamp(datetime.now(UTC))
-    return {
-        "message_id": uuid.uuid4().hex,
-        "type": "track",
-        "event": TRIGGER,
-        "user_id": user_id,
-        "timestamp": now,
-        "received_at": now,
-        "properties": {},
-    }
 
 
 async def _write(kafka: KafkaSettings, events: list[dict[str, Any]], headers: list[Any]) -> None:
@@ -106,7 +58,7 @@ def _run_engine(  # type: ignore[no-untyped-def]
     async def scenario() -> StreamEngine:
         ready = asyncio.Event()
         ready.set()
-        engine = StreamEngine(settings, catalog or _catalog(), ready)
+        engine = StreamEngine(settings, catalog or coupon_catalog(), ready)
         run = asyncio.create_task(engine.run())
         deadline = time.monotonic() + 60
         try:
@@ -128,7 +80,7 @@ def test_notification_records_carry_the_engine_origin(unique_topics) -> None:  #
 
     async def sent(engine: StreamEngine) -> bool:
         if engine.stats.transactions == 0 and not getattr(engine, "_written", False):
-            await _write(kafka, [_event("ada"), _event("grace")], [])
+            await _write(kafka, [coupon_event("ada"), coupon_event("grace")], [])
             engine._written = True  # type: ignore[attr-defined]
         return engine.stats.sends >= 2
 
@@ -137,7 +89,7 @@ def test_notification_records_carry_the_engine_origin(unique_topics) -> None:  #
 
     origins = [dict(record.headers).get(ORIGIN_HEADER) for record in records]
     names = [[event["event"] for event in decode_events(record.value)] for record in records]
-    assert names == [[TRIGGER, TRIGGER], ["Notification Sent", "Notification Sent"]]
+    assert names == [[COUPON_TRIGGER, COUPON_TRIGGER], ["Notification Sent", "Notification Sent"]]
     assert origins == [None, ENGINE_ORIGIN]
 
 
@@ -149,8 +101,8 @@ def test_engine_passes_over_records_of_engine_origin(unique_topics) -> None:  # 
     async def read_both(engine: StreamEngine) -> bool:
         if not getattr(engine, "_written", False):
             # The marked record comes first: had the engine read it, it would send to ada.
-            await _write(kafka, [_event("ada")], marked)
-            await _write(kafka, [_event("grace")], [])
+            await _write(kafka, [coupon_event("ada")], marked)
+            await _write(kafka, [coupon_event("grace")], [])
             engine._written = True  # type: ignore[attr-defined]
         return engine.stats.events >= 1 and engine.stats.transactions >= 1
 
@@ -167,7 +119,7 @@ def test_idle_watermark_waits_for_the_clock(unique_topics) -> None:  # type: ign
     settings = settings.model_copy(update={"engine": quick_idle})
     now = datetime.now(UTC)
     # A device whose clock runs 100 s ahead, within what the engine accepts.
-    ahead = {**_event("ada"), "timestamp": format_timestamp(now + timedelta(seconds=100))}
+    ahead = {**coupon_event("ada"), "timestamp": format_timestamp(now + timedelta(seconds=100))}
     ahead_us = int((now + timedelta(seconds=100)).timestamp() * 1_000_000)
     started = time.monotonic()
 
@@ -187,12 +139,12 @@ def test_idle_watermark_waits_for_the_clock(unique_topics) -> None:  # type: ign
 def test_stop_reports_held_sends_without_new_events(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
     settings = engine_settings(kafka)
-    catalog = _catalog({"throttle": {"max_per_5_minutes": 1}})
+    catalog = coupon_catalog({"throttle": {"max_per_5_minutes": 1}})
     state: dict[str, Any] = {}
 
     async def stop_once_held(engine: StreamEngine) -> bool:
         if "written" not in state:
-            await _write(kafka, [_event(f"user-{n}") for n in range(5)], [])
+            await _write(kafka, [coupon_event(f"user-{n}") for n in range(5)], [])
             state["written"] = time.monotonic()
         if "stopped" not in state and engine.stats.sends == 1:
             # One sent, four held for later slots; no event follows the stop.
@@ -212,12 +164,12 @@ def test_old_events_are_reported_in_the_log(unique_topics, caplog) -> None:  # t
     kafka = unique_topics(partitions=1)
     settings = engine_settings(kafka)
     old = format_timestamp(datetime.now(UTC) - timedelta(hours=3))
-    replayed = [{**_event(f"user-{n}"), "timestamp": old} for n in range(5)]
+    replayed = [{**coupon_event(f"user-{n}"), "timestamp": old} for n in range(5)]
     state: dict[str, Any] = {}
 
     async def after_the_replay(engine: StreamEngine) -> bool:
         if "live" not in state:
-            await _write(kafka, [_event("live-user")], [])
+            await _write(kafka, [coupon_event("live-user")], [])
             state["live"] = True
         elif engine.stats.events >= 1 and "old" not in state:
             await _write(kafka, replayed, [])
@@ -240,12 +192,12 @@ def test_event_past_api_limit_skipped(unique_topics, caplog) -> None:  # type: i
     settings = engine_settings(kafka)
     # Only a producer other than the API can write it, with any `received_at`.
     last = "9999-12-31T23:59:59.999999Z"
-    far = {**_event("far-user"), "timestamp": last, "received_at": last}
+    far = {**coupon_event("far-user"), "timestamp": last, "received_at": last}
     state: dict[str, Any] = {}
 
     async def live_sent(engine: StreamEngine) -> bool:
         if "written" not in state:
-            await _write(kafka, [far, _event("live-user")], [])
+            await _write(kafka, [far, coupon_event("live-user")], [])
             state["written"] = True
         return engine.stats.sends >= 1
 
@@ -286,7 +238,7 @@ async def _state_records(kafka: KafkaSettings, key: bytes) -> list[Any]:
 
 
 def _identify(user_id: str, traits: dict[str, Any]) -> dict[str, Any]:
-    return {**_event(user_id), "type": "identify", "event": None, "traits": traits}
+    return {**coupon_event(user_id), "type": "identify", "event": None, "traits": traits}
 
 
 def test_oversized_profile_keeps_engine_going(unique_topics, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -301,7 +253,7 @@ def test_oversized_profile_keeps_engine_going(unique_topics, caplog) -> None:  #
         if "written" not in state:
             for start in range(0, len(heavy), 10):
                 await _write(kafka, heavy[start : start + 10], [])
-            await _write(kafka, [_event("ada")], [])
+            await _write(kafka, [coupon_event("ada")], [])
             state["written"] = True
         return engine.stats.sends >= 1 and engine.stats.transactions >= 1
 
@@ -326,8 +278,8 @@ def test_oversized_state_trimmed(unique_topics, caplog, monkeypatch) -> None:  #
 
     async def all_sent(engine: StreamEngine) -> bool:
         if "written" not in state:
-            await _write(kafka, [_event("ada") for _ in range(60)], [])
-            await _write(kafka, [_event("grace")], [])
+            await _write(kafka, [coupon_event("ada") for _ in range(60)], [])
+            await _write(kafka, [coupon_event("grace")], [])
             state["written"] = True
         return engine.stats.sends >= 61
 

@@ -6,11 +6,14 @@ import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from herald.config import KafkaSettings
+from herald.config import HeraldSettings, KafkaSettings
+from streams.engine import StreamEngine
 from streams.fencing import GroupMember, StaleGroupMember, fence_offset_commits, member_of
+from tests.support.engine import coupon_catalog, coupon_event, engine_settings, read_sends
 
 pytestmark = pytest.mark.kafka
 
@@ -134,3 +137,71 @@ def test_current_member_commits(unique_topics) -> None:  # type: ignore[no-untyp
     assert error is None
     assert committed == 1
     assert records == [b"from the member"]
+
+
+async def _wait_until(condition, timeout_s: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def _write_events(kafka: KafkaSettings, *users: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        events = [coupon_event(user) for user in users]
+        await producer.send_and_wait(kafka.events_topic, orjson.dumps(events), partition=0)
+    finally:
+        await producer.stop()
+
+
+def _second_worker(settings: HeraldSettings) -> HeraldSettings:
+    engine = settings.engine.model_copy(
+        update={"transactional_id": f"{settings.engine.transactional_id}-second"}
+    )
+    return settings.model_copy(update={"engine": engine})
+
+
+def test_dropped_engine_sends_nothing(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    # The shortest session that brokers accept by default, so the group drops the first
+    # engine soon.
+    engine = settings.engine.model_copy(update={"session_timeout_s": 6.0})
+    settings = settings.model_copy(update={"engine": engine})
+
+    async def scenario() -> BaseException | None:
+        ready = asyncio.Event()
+        ready.set()
+        first = StreamEngine(settings, coupon_catalog(), ready)
+        first_run = asyncio.create_task(first.run())
+        second_run: asyncio.Task[None] | None = None
+        try:
+            await _write_events(kafka, "ada")
+            await _wait_until(lambda: first.stats.sends == 1)
+            # The first engine stops its heartbeats, as a stalled process would, but goes on
+            # reading its partition, which the group gives to the second engine.
+            assert first._consumer is not None
+            await first._consumer._coordinator._stop_heartbeat_task()
+            second = StreamEngine(_second_worker(settings), coupon_catalog(), ready)
+            second_run = asyncio.create_task(second.run())
+            await _wait_until(lambda: 0 in second._partitions)
+
+            await _write_events(kafka, "grace")
+            # Unfenced, the first engine would send to grace too.
+            await _wait_until(
+                lambda: second.stats.sends == 1 and (first_run.done() or first.stats.sends == 2)
+            )
+            return first_run.exception() if first_run.done() else None
+        finally:
+            for run in (first_run, second_run):
+                if run is not None:
+                    run.cancel()
+            await asyncio.gather(first_run, *(r for r in [second_run] if r), return_exceptions=True)
+
+    error = asyncio.run(scenario())
+    commands = read_sends(kafka, expected=2)
+    users = sorted(command["user_id"] for command in commands)
+    assert users == ["ada", "grace"]
+    assert isinstance(error, StaleGroupMember)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,18 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 
 from herald.config import HeraldSettings, KafkaSettings
+from schemas.campaign import CampaignCreate
+from schemas.envelope import format_timestamp
 from schemas.wire import decode_events
-from streams.catalog import wait_for_live
+from streams.catalog import CampaignCatalog, wait_for_live
 from streams.topics import sends_topics
 from tests.support.stack import HeraldStack
 
 __all__ = [
+    "COUPON_TRIGGER",
     "bootstrap_admin",
+    "coupon_catalog",
+    "coupon_event",
     "engine_settings",
     "publish",
     "publish_examples",
@@ -31,6 +37,7 @@ __all__ = [
 ]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "campaigns"
+COUPON_TRIGGER = "Coupon Claimed"
 
 
 def engine_settings(kafka: KafkaSettings) -> HeraldSettings:
@@ -42,6 +49,52 @@ def engine_settings(kafka: KafkaSettings) -> HeraldSettings:
         update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
     )
     return settings.model_copy(update={"kafka": kafka, "engine": engine})
+
+
+def coupon_catalog(delivery: dict[str, Any] | None = None) -> CampaignCatalog:
+    """Return a catalog with one running campaign: an in-app message on each coupon event."""
+    campaign = CampaignCreate.model_validate(
+        {
+            "name": "Coupon confirmation",
+            "channel": "in_app",
+            "what": {
+                "variants": [
+                    {
+                        "message": {
+                            "channel": "in_app",
+                            "layout": "alert",
+                            "title": "Hi",
+                            "body": "Yes",
+                        }
+                    }
+                ]
+            },
+            "when": {"type": "event", "event": COUPON_TRIGGER},
+            "delivery": delivery or {},
+        }
+    )
+    catalog = CampaignCatalog()
+    catalog.campaigns["coupon"] = {
+        "state": "running",
+        "timezone": "UTC",
+        "name": campaign.name,
+        "live_definition": campaign.model_dump(mode="json"),
+    }
+    return catalog
+
+
+def coupon_event(user_id: str) -> dict[str, Any]:
+    """Return a coupon event of `user_id`, dated now."""
+    now = format_timestamp(datetime.now(UTC))
+    return {
+        "message_id": uuid.uuid4().hex,
+        "type": "track",
+        "event": COUPON_TRIGGER,
+        "user_id": user_id,
+        "timestamp": now,
+        "received_at": now,
+        "properties": {},
+    }
 
 
 def bootstrap_admin(stack: HeraldStack) -> str:
