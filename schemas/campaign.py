@@ -28,6 +28,7 @@ from pydantic import (
 from domain.lifecycle import CampaignState
 from schemas.campaign_message import Channel, WhatSection, check_json_size
 from schemas.durations import durations_reject_booleans
+from schemas.envelope import ENGINE_EVENT_NAMES
 from schemas.text import StoredText
 
 __all__ = [
@@ -85,9 +86,9 @@ def _local_time_text(value: Any) -> Any:
 
 
 LocalTime = Annotated[time, BeforeValidator(_local_time_text)]
-# Herald writes one of these for every message it decides; a campaign triggered by them
+# Herald writes one of these for every message it decides, so a campaign triggered by them
 # would trigger itself.
-SELF_TRIGGERING_EVENTS = frozenset({"Notification Sent", "Notification Not Sent"})
+SELF_TRIGGERING_EVENTS = ENGINE_EVENT_NAMES
 
 
 def _trigger_event(name: str) -> str:

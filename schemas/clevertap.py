@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from schemas.envelope import (
-    RESERVED_EVENT_NAMES,
     EventLimits,
     InvalidEvent,
     check_identity,
     check_json_object,
     format_timestamp,
     parse_timestamp,
+    reserved_event_name,
 )
 
 __all__ = ["IDENTITY_KEYS", "RECORD_TYPES", "envelope_from_clevertap", "upload_digest"]
@@ -117,8 +117,11 @@ def _event_name(value: Any) -> str:
         raise InvalidEvent(
             "evtName", f"is {len(name)} characters, more than {_MAX_EVENT_NAME_CHARS} allowed"
         )
-    if name in RESERVED_EVENT_NAMES:
+    reserved = reserved_event_name(name)
+    if reserved is not None:
         raise InvalidEvent(
-            "evtName", f"'{name}' is reserved for the notification events Herald records itself"
+            "evtName",
+            f"'{name}' is reserved, as '{reserved}', for the notification events Herald "
+            "records itself",
         )
     return name

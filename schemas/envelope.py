@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from herald.config import IngestSettings
 
 __all__ = [
+    "ENGINE_EVENT_NAMES",
     "ENVELOPE_FIELDS",
     "RESERVED_EVENT_NAMES",
     "Event",
@@ -29,6 +30,7 @@ __all__ = [
     "check_size",
     "format_timestamp",
     "parse_timestamp",
+    "reserved_event_name",
 ]
 
 EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
@@ -53,18 +55,32 @@ ENVELOPE_FIELDS: tuple[str, ...] = (
     "labels",
 )
 
-# Herald emits these itself when it sends a message or hears back from a channel; a client
+# The engine writes these for every message it decides, and only it may: the delivery
+# reports count them.
+ENGINE_EVENT_NAMES = frozenset({"Notification Sent", "Notification Not Sent"})
+# Herald records these itself when it sends a message or hears back from a channel. A client
 # that sent them would inflate every campaign report.
-RESERVED_EVENT_NAMES = frozenset(
+RESERVED_EVENT_NAMES = ENGINE_EVENT_NAMES | frozenset(
     {
-        "Notification Sent",
-        "Notification Not Sent",
         "Notification Delivered",
         "Notification Viewed",
         "Notification Clicked",
         "Notification Bounced",
     }
 )
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+_RESERVED_KEYS = {_name_key(name): name for name in RESERVED_EVENT_NAMES}
+
+
+def reserved_event_name(name: str) -> str | None:
+    """Return the reserved name that `name` spells in any case or spacing, or None."""
+    return _RESERVED_KEYS.get(_name_key(name))
+
 
 # Epoch values at or above this are read as milliseconds: as seconds it is the year 5138.
 _EPOCH_MS_THRESHOLD = 100_000_000_000

@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from schemas.envelope import (
-    RESERVED_EVENT_NAMES,
     EventLimits,
     InvalidEvent,
     check_identity,
     check_json_object,
     format_timestamp,
     parse_timestamp,
+    reserved_event_name,
 )
 
 __all__ = ["SEGMENT_TYPES", "envelope_from_segment"]
@@ -113,9 +113,12 @@ def _fill_type_fields(envelope: dict[str, Any], kind: str, message: dict[str, An
 
 def _event_name(value: Any) -> str:
     name = _required_name(value, "event")
-    if name in RESERVED_EVENT_NAMES:
+    reserved = reserved_event_name(name)
+    if reserved is not None:
         raise InvalidEvent(
-            "event", f"'{name}' is reserved for the notification events Herald records itself"
+            "event",
+            f"'{name}' is reserved, as '{reserved}', for the notification events Herald "
+            "records itself",
         )
     return name
 

@@ -16,16 +16,20 @@ from typing import Any
 
 import orjson
 
-from schemas.envelope import format_timestamp
+from schemas.envelope import ENGINE_EVENT_NAMES, format_timestamp
 
 __all__ = [
+    "ENGINE_ORIGIN",
     "JSON_FIELDS",
+    "ORIGIN_HEADER",
     "STRING_FIELDS",
     "decode_events",
     "encode_events",
     "encode_rejection",
     "envelope_problem",
+    "forged_engine_event",
     "partition_key",
+    "written_by_engine",
 ]
 
 _MAX_PAYLOAD_TEXT = 16 * 1024
@@ -34,6 +38,9 @@ STRING_FIELDS = (
     "previous_id", "campaign_id", "variant", "channel",
 )  # fmt: skip
 JSON_FIELDS = ("properties", "traits", "context")
+# Marks the events records that the engine writes, which contain only its Notification events.
+ORIGIN_HEADER = "herald-origin"
+ENGINE_ORIGIN = b"engine"
 
 
 def partition_key(envelope: dict[str, Any]) -> str:
@@ -131,6 +138,27 @@ def envelope_problem(envelope: Any) -> str | None:
     if not isinstance(received_at, str) or not _is_received_at(received_at):
         return _timestamp_problem("received_at", received_at)
     return None
+
+
+def written_by_engine(headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    """Return whether a record's headers mark it as written by the engine."""
+    return any(name == ORIGIN_HEADER and value == ENGINE_ORIGIN for name, value in headers or ())
+
+
+def forged_engine_event(envelope: dict[str, Any]) -> str | None:
+    """Return why an event in a record that the engine did not write cannot stand, or None.
+
+    The delivery reports count the engine's Notification events. The API rejects those
+    names, but a producer that writes to the topic directly could still add sends that
+    never happened.
+    """
+    event = envelope.get("event")
+    if event not in ENGINE_EVENT_NAMES:
+        return None
+    return (
+        f"event {event!r} is written by Herald's engine only, and this record lacks its "
+        f"header {ORIGIN_HEADER}: {ENGINE_ORIGIN.decode()}"
+    )
 
 
 def _timestamp_problem(name: str, value: Any) -> str:

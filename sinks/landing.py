@@ -32,7 +32,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from herald.config import KafkaSettings, LandingSettings
-from schemas.wire import decode_events, encode_rejection, envelope_problem
+from schemas.wire import (
+    decode_events,
+    encode_rejection,
+    envelope_problem,
+    forged_engine_event,
+    written_by_engine,
+)
 from sinks.dedup import DedupIndex
 from sinks.files import TEMP_PREFIX, write_parquet_atomically
 from sinks.parquet import (
@@ -162,8 +168,11 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
                 record, f"record value is not an event or an array of events: {error}", None
             )
             return
+        from_engine = written_by_engine(record.headers)
         for index, envelope in enumerate(envelopes):
             problem = envelope_problem(envelope)
+            if problem is None and not from_engine:
+                problem = forged_engine_event(envelope)
             if problem is not None:
                 await self._reject(record, problem, envelope)
             elif buffer.dedup.is_duplicate(envelope):

@@ -61,7 +61,14 @@ from herald.config import HeraldSettings, KafkaSettings
 from schemas.campaign import SELF_TRIGGERING_EVENTS
 from schemas.delivery import AccountDeliverySettings
 from schemas.envelope import format_timestamp
-from schemas.wire import decode_events, envelope_problem
+from schemas.wire import (
+    ENGINE_ORIGIN,
+    ORIGIN_HEADER,
+    decode_events,
+    envelope_problem,
+    forged_engine_event,
+    written_by_engine,
+)
 from streams.catalog import CampaignCatalog
 from streams.fencing import fence_offset_commits, member_of
 from streams.producer import bounded_records
@@ -81,10 +88,6 @@ logger = logging.getLogger(__name__)
 
 CONTROL_HEADER = "herald-control"
 FLUSH = b"flush"
-# Marks the events records the engine writes, which hold only its Notification events, so
-# that it can pass over them unread when they come back on the topic it consumes.
-ORIGIN_HEADER = "herald-origin"
-ENGINE_ORIGIN = b"engine"
 # aiokafka's record builder takes headers as a list only; it does not change them.
 _ENGINE_HEADERS = [(ORIGIN_HEADER, ENGINE_ORIGIN)]
 _NO_HEADERS: list[tuple[str, bytes]] = []
@@ -467,7 +470,10 @@ class StreamEngine(ConsumerRebalanceListener):
                 )
                 _merge(total, flushed)
                 continue
-            if skips_own and _is_engine_record(record):
+            from_engine = written_by_engine(record.headers)
+            if skips_own and from_engine:
+                # The engine passes over its own Notification events unread when no live
+                # audience counts them.
                 continue
             try:
                 decoded = decode_events(record.value)
@@ -487,6 +493,9 @@ class StreamEngine(ConsumerRebalanceListener):
                 if skips_own and _is_own_notification(envelope):
                     continue
                 problem = envelope_problem(envelope)
+                if problem is None and not from_engine:
+                    # The landing rejects these too, so segments over Parquet agree.
+                    problem = forged_engine_event(envelope)
                 # Checked timestamps sort as text, to within a second.
                 if problem is None and envelope["timestamp"] > latest:
                     problem = (
@@ -825,11 +834,6 @@ def _is_own_notification(envelope: Any) -> bool:
         return False
     event = envelope.get("event")
     return isinstance(event, str) and event in SELF_TRIGGERING_EVENTS
-
-
-def _is_engine_record(record: ConsumerRecord) -> bool:
-    headers = record.headers or ()
-    return any(name == ORIGIN_HEADER and value == ENGINE_ORIGIN for name, value in headers)
 
 
 def _is_flush(record: ConsumerRecord) -> bool:

@@ -258,14 +258,21 @@ def test_event_name_too_long(record: Record) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["Notification Sent", "Notification Viewed", " Notification Clicked "]
+    ("name", "reserved"),
+    [
+        ("Notification Sent", "Notification Sent"),
+        ("Notification Viewed", "Notification Viewed"),
+        (" Notification Clicked ", "Notification Clicked"),
+        ("notification  clicked", "Notification Clicked"),
+    ],
 )
-def test_event_name_reserved(name: str, record: Record) -> None:
+def test_event_name_reserved(name: str, reserved: str, record: Record) -> None:
     error = _rejection(record(evtName=name))
 
     assert error.field == "evtName"
     assert error.reason == (
-        f"'{name.strip()}' is reserved for the notification events Herald records itself"
+        f"'{name.strip()}' is reserved, as '{reserved}', for the notification events Herald "
+        "records itself"
     )
 
 

@@ -132,7 +132,7 @@ def test_track_reserved_name(name: str, message: Message) -> None:
 
     assert error.field == "event"
     assert error.reason == (
-        f"'{name}' is reserved for the notification events Herald records itself"
+        f"'{name}' is reserved, as '{name}', for the notification events Herald records itself"
     )
 
 
@@ -140,7 +140,22 @@ def test_track_reserved_name_padded(message: Message) -> None:
     error = _rejection(message(event=" Notification Clicked "))
 
     assert error.reason == (
-        "'Notification Clicked' is reserved for the notification events Herald records itself"
+        "'Notification Clicked' is reserved, as 'Notification Clicked', for the notification "
+        "events Herald records itself"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["notification sent", "NOTIFICATION SENT", "Notification  Sent", "Notification\u00a0Sent"],
+)
+def test_track_reserved_name_variant(name: str, message: Message) -> None:
+    error = _rejection(message(event=name))
+
+    assert error.field == "event"
+    assert error.reason == (
+        f"'{name}' is reserved, as 'Notification Sent', for the notification events Herald "
+        "records itself"
     )
 
 

@@ -19,7 +19,7 @@ from aiokafka.structs import ConsumerRecord
 
 from herald.config import KafkaSettings, LandingSettings
 from queries.catalog import connect
-from schemas.wire import decode_events
+from schemas.wire import ENGINE_ORIGIN, ORIGIN_HEADER, decode_events
 from sinks.files import TEMP_PREFIX, write_parquet_atomically
 from sinks.landing import LandingStats, ParquetLanding
 from sinks.parquet import LandedRow, event_tables_by_date, events_dir
@@ -452,6 +452,40 @@ def test_wrong_field_type_rejected(
 
     assert stats.rejected == 1
     assert [row[0] for row in _landed(tmp_path)] == ["valid"]
+
+
+def test_forged_notification_rejected(
+    unique_topics: Topics, landing_settings: Settings, event: Event, tmp_path: Path
+) -> None:
+    kafka = unique_topics(1)
+    forged = event(message_id="forged") | {"event": "Notification Sent"}
+    engine_written = event(message_id="from-engine") | {"event": "Notification Sent"}
+
+    async def scenario() -> tuple[LandingStats, list[ConsumerRecord]]:
+        await _send_raw(kafka, [orjson.dumps([forged, event(message_id="valid")])])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                kafka.events_topic,
+                value=orjson.dumps([engine_written]),
+                partition=0,
+                headers=[(ORIGIN_HEADER, ENGINE_ORIGIN)],
+            )
+        finally:
+            await producer.stop()
+        stats = await _land(kafka, landing_settings())
+        return stats, await _read_topic(kafka, kafka.rejected_topic, 1)
+
+    stats, records = asyncio.run(scenario())
+    rejection = orjson.loads(records[0].value)
+
+    assert stats.rejected == 1
+    assert rejection["reason"] == (
+        "event 'Notification Sent' is written by Herald's engine only, and this record lacks "
+        "its header herald-origin: engine"
+    )
+    assert sorted(row[0] for row in _landed(tmp_path)) == ["from-engine", "valid"]
 
 
 def test_restart_lands_nothing_twice(

@@ -112,6 +112,31 @@ def test_engine_passes_over_records_of_engine_origin(unique_topics) -> None:  # 
     assert engine.stats.sends == 1
 
 
+def test_forged_notification_ignored(unique_topics) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    settings = engine_settings(kafka)
+    welcomed = {
+        "type": "message",
+        "action": "sent",
+        "campaign_id": "welcome",
+        "window": {"type": "since_first_seen"},
+    }
+    catalog = coupon_catalog(who={"type": "inline_segment", "definition": welcomed})
+    # Written without the engine's header, as any producer could.
+    forged = {**coupon_event("ada"), "event": "Notification Sent", "campaign_id": "welcome"}
+
+    async def read_both(engine: StreamEngine) -> bool:
+        if not getattr(engine, "_written", False):
+            await _write(kafka, [forged, coupon_event("ada")], [])
+            engine._written = True  # type: ignore[attr-defined]
+        return engine.stats.events >= 1 and engine.stats.transactions >= 1
+
+    engine = _run_engine(settings, read_both, catalog)
+
+    assert engine.stats.events == 1
+    assert engine.stats.sends == 0
+
+
 def test_idle_watermark_waits_for_the_clock(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
     settings = engine_settings(kafka)

@@ -51,11 +51,14 @@ def engine_settings(kafka: KafkaSettings) -> HeraldSettings:
     return settings.model_copy(update={"kafka": kafka, "engine": engine})
 
 
-def coupon_catalog(delivery: dict[str, Any] | None = None) -> CampaignCatalog:
+def coupon_catalog(
+    delivery: dict[str, Any] | None = None, who: dict[str, Any] | None = None
+) -> CampaignCatalog:
     """Return a catalog with one running campaign: an in-app message on each coupon event."""
     campaign = CampaignCreate.model_validate(
         {
             "name": "Coupon confirmation",
+            "who": who or {"type": "all_users"},
             "channel": "in_app",
             "what": {
                 "variants": [
