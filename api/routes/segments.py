@@ -206,7 +206,8 @@ def read_segment_members(
     )
 
 
-@router.get("/{segment_id}/members/{user_id}", response_model=SegmentMembership)
+# User ids may contain slashes, so the last segment of the path takes the rest of it.
+@router.get("/{segment_id}/members/{user_id:path}", response_model=SegmentMembership)
 def read_segment_membership(
     segment_id: StoredText,
     user_id: str,

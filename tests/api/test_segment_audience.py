@@ -72,6 +72,19 @@ def test_membership_of_one_user(audience: tuple[TestClient, dict[str, str]]) -> 
     assert later["member"] is False
 
 
+def test_membership_of_id_with_slash(tmp_path: Path) -> None:
+    land_tracks(tmp_path / "data", [("shop/u5", "purchase", "2024-03-21T10:00:00Z")])
+    with api_over(tmp_path, database_url(tmp_path), datetime(2024, 4, 1, tzinfo=UTC)) as audience:
+        client, headers = audience
+        segment_id = _saved(client, headers)
+
+        response = client.get(f"/segments/{segment_id}/members/shop%2Fu5", headers=headers)
+
+    assert response.status_code == 200
+    assert response.json()["user_id"] == "shop/u5"
+    assert response.json()["member"] is True
+
+
 def test_invalid_definition_rejected(audience: tuple[TestClient, dict[str, str]]) -> None:
     client, headers = audience
     response = client.post(
