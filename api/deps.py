@@ -186,17 +186,35 @@ def _decompress(raw: bytes, encoding: str, max_bytes: int) -> bytes:
             detail=f"Content-Encoding '{encoding}' is not supported; use gzip, deflate or none",
         )
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    decompressor = zlib.decompressobj(wbits)
-    try:
-        # One byte past the limit is enough to know the body is too large.
-        body = decompressor.decompress(raw, max_bytes + 1)
-    except (zlib.error, gzip.BadGzipFile) as error:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid {encoding}: {error}"
-        ) from None
-    if len(body) <= max_bytes and (not decompressor.eof or decompressor.unused_data):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail=f"request body is not valid {encoding}: truncated, or followed by extra bytes",
-        )
-    return body
+    parts: list[bytes] = []
+    size = 0
+    pending = raw
+    # A gzip body may hold several members one after the other (RFC 1952, section 2.2),
+    # as `cat a.gz b.gz` makes. They inflate to their contents joined.
+    while True:
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            # One byte past the limit is enough to know the body is too large.
+            part = decompressor.decompress(pending, max_bytes + 1 - size)
+        except (zlib.error, gzip.BadGzipFile) as error:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, detail=f"request body is not valid {encoding}: {error}"
+            ) from None
+        size += len(part)
+        if size > max_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                detail=(
+                    f"request body of {len(raw)} bytes inflates to more than the "
+                    f"{max_bytes} bytes allowed"
+                ),
+            )
+        parts.append(part)
+        pending = decompressor.unused_data
+        if not decompressor.eof or (pending and encoding != "gzip"):
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                detail=f"request body is not valid {encoding}: truncated, or followed by extra bytes",
+            )
+        if not pending:
+            return b"".join(parts)

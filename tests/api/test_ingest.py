@@ -448,6 +448,28 @@ def test_truncated_gzip_rejected(stack) -> None:  # type: ignore[no-untyped-def]
         assert response.json()["detail"].startswith("request body is not valid gzip")
 
 
+def test_gzip_members_joined(stack) -> None:  # type: ignore[no-untyped-def]
+    text = orjson.dumps({"batch": [_track("gz", "home", "gz-3"), _track("gz", "home", "gz-4")]})
+    middle = len(text) // 2
+    body = gzip.compress(text[:middle]) + gzip.compress(text[middle:])
+
+    response = stack.post("/v1/batch", content=body, headers={"content-encoding": "gzip"})
+
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 2
+
+
+def test_gzip_bomb_names_sizes(stack) -> None:  # type: ignore[no-untyped-def]
+    body = gzip.compress(b" " * (8 * 1024 * 1024))
+
+    response = stack.post("/v1/batch", content=body, headers={"content-encoding": "gzip"})
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        f"request body of {len(body)} bytes inflates to more than the 512000 bytes allowed"
+    )
+
+
 def test_kafka_down_gives_503(kafka_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.support.stack import HeraldStack, free_port
 
