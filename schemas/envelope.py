@@ -8,6 +8,7 @@ path works on dicts so that no per-event model is built after validation.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -82,6 +83,9 @@ def reserved_event_name(name: str) -> str | None:
     return _RESERVED_KEYS.get(_name_key(name))
 
 
+# Ids end up in CSV exports, URLs and SQL results, where these characters cut or garble
+# them.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 # Epoch values at or above this are read as milliseconds: as seconds it is the year 5138.
 _EPOCH_MS_THRESHOLD = 100_000_000_000
 _MAX_ID_CHARS = 255
@@ -245,6 +249,13 @@ def _optional_id(value: Any, field: str) -> str | None:
         return None
     if len(text) > _MAX_ID_CHARS:
         raise InvalidEvent(field, f"is {len(text)} characters, more than {_MAX_ID_CHARS} allowed")
+    control = _CONTROL_CHARACTER.search(text)
+    if control is not None:
+        raise InvalidEvent(
+            field,
+            f"contains the control character U+{ord(control.group()):04X} at position "
+            f"{control.start()}; ids must be printable text",
+        )
     return text
 
 

@@ -292,6 +292,21 @@ def test_identity_int(message: Message) -> None:
     assert _convert(message(userId=1234))["user_id"] == "1234"
 
 
+@pytest.mark.parametrize(
+    ("user_id", "code", "position"), [("pv-nul\x00x", "0000", 6), ("a\nb", "000A", 1)]
+)
+def test_identity_control_character(
+    user_id: str, code: str, position: int, message: Message
+) -> None:
+    error = _rejection(message(userId=user_id))
+
+    assert error.field == "user_id"
+    assert error.reason == (
+        f"contains the control character U+{code} at position {position}; ids must be "
+        "printable text"
+    )
+
+
 def test_not_object() -> None:
     error = _rejection([{"type": "track"}])
 
