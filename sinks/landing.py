@@ -164,9 +164,7 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             envelopes = decode_events(record.value)
         except (ValueError, TypeError) as error:
-            await self._reject(
-                record, f"record value is not an event or an array of events: {error}", None
-            )
+            await self._reject(record, _undecodable_reason(record.value, error), None)
             return
         from_engine = written_by_engine(record.headers)
         for index, envelope in enumerate(envelopes):
@@ -188,7 +186,8 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
             extra={"partition": record.partition, "offset": record.offset},
         )
         if payload is None and record.value is not None:
-            payload = record.value.decode("utf-8", "replace")[:4096]
+            # Escaped rather than replaced, so that the bytes that were wrong stay readable.
+            payload = record.value[:4096].decode("utf-8", "backslashreplace")
         value = encode_rejection(
             source="landing",
             reason=reason,
@@ -325,3 +324,16 @@ def _remove_uncommitted(data_dir: Path, partition: int, start_offset: int) -> in
     for leftover in events_dir(data_dir).glob(f"date=*/{TEMP_PREFIX}part-{partition}-*.tmp"):
         leftover.unlink(missing_ok=True)
     return removed
+
+
+def _undecodable_reason(value: bytes | None, error: Exception) -> str:
+    """Say why a record value is not events, naming the first byte that is not UTF-8."""
+    if value is not None:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (
+                f"record value is not UTF-8: byte 0x{value[bad.start]:02x} at offset "
+                f"{bad.start} ({bad.reason})"
+            )
+    return f"record value is not an event or an array of events: {error}"

@@ -377,6 +377,7 @@ def test_rejected_records(
         orjson.dumps(valid[0]),
         b"not json",
         b"42",
+        b"\x00\xff\x10garbage",
         orjson.dumps([valid[1], lacking, valid[2]]),
         orjson.dumps([anonymous, "text", local_time]),
         orjson.dumps(valid[3]),
@@ -401,6 +402,10 @@ def test_rejected_records(
             "record value is a JSON int, not an object or array",
             "42",
         ),
+        (
+            "record value is not UTF-8: byte 0xff at offset 1 (invalid start byte)",
+            "\x00\\xff\x10garbage",
+        ),
         ("timestamp 'None' is not a UTC timestamp such as 2024-03-13T10:21:14Z", lacking),
         ("event has neither user_id nor anonymous_id", anonymous),
         ("expected an event object, got str", "text"),
@@ -414,13 +419,13 @@ def test_rejected_records(
         assert rejection["source"] == "landing"
         assert rejection["field"] is None
         assert rejection["index"] is None
-    assert stats.rejected == 6
+    assert stats.rejected == 7
     assert stats.landed == 4
     assert [(row[0], row[3], row[4]) for row in _landed(tmp_path)] == [
         ("valid-0", 0, 0),
-        ("valid-1", 3, 0),
-        ("valid-2", 3, 2),
-        ("valid-3", 5, 0),
+        ("valid-1", 4, 0),
+        ("valid-2", 4, 2),
+        ("valid-3", 6, 0),
     ]
 
 
