@@ -37,6 +37,9 @@ app.add_typer(kafka.app, name="kafka", help="Run the local development Kafka bro
 app.command("worker", help="Run the stream worker: landing, profiles and the engine.")(serve.worker)
 app.command("api", help="Run the HTTP API.")(serve.api)
 app.command("replay", help="Send a file of events through the HTTP API.")(replay.replay)
+app.command("flush", help="Make the engine decide the pending sends whose time has passed.")(
+    replay.flush
+)
 app.command("sql", help="Run SQL over the landed Parquet with DuckDB.")(sql.sql)
 app.command("demo", help="Replay the reference dataset end to end and compare counts.")(demo.demo)
 app.add_typer(campaigns.app, name="campaigns", help="Create campaigns from files and act on them.")

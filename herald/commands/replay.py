@@ -141,6 +141,17 @@ def replay(
         _flush_pending(settings)
 
 
+def flush() -> None:
+    """Make the engine decide, on every partition, the pending sends whose time has passed.
+
+    The request is written to the Kafka of the local settings. Use it after a replay that
+    ran without `--flush`, or after a worker restart at the end of a replay.
+    """
+    settings = HeraldSettings()
+    configure_logging("WARNING", settings.log_format)
+    _flush_pending(settings)
+
+
 def _flush_pending(settings: HeraldSettings) -> None:
     from streams.engine import request_flush
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +19,7 @@ from herald.config import HeraldSettings, KafkaSettings
 from schemas.envelope import format_timestamp
 from schemas.wire import decode_events
 from streams.catalog import CampaignCatalog
-from streams.engine import ENGINE_ORIGIN, ORIGIN_HEADER, StreamEngine
+from streams.engine import CONTROL_HEADER, ENGINE_ORIGIN, FLUSH, ORIGIN_HEADER, StreamEngine
 from tests.support.engine import COUPON_TRIGGER, coupon_catalog, coupon_event, engine_settings
 
 pytestmark = pytest.mark.kafka
@@ -322,3 +326,28 @@ def test_oversized_state_trimmed(unique_topics, caplog, monkeypatch) -> None:  #
         "engine trimmed a user's state to fit one Kafka record, dropping the oldest send ids "
         "of the ledger"
     )
+
+
+def test_flush_command_marks_partitions(unique_topics, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=2)
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("HERALD_")},
+        "HERALD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "HERALD_KAFKA__EVENTS_TOPIC": kafka.events_topic,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "herald.cli", "flush"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    records = asyncio.run(_events_records(kafka, 2))
+
+    assert result.returncode == 0, result.stderr
+    assert "flush pending sends on 2 partitions" in result.stdout
+    assert sorted(record.partition for record in records) == [0, 1]
+    assert all(dict(record.headers)[CONTROL_HEADER] == FLUSH for record in records)
