@@ -6,7 +6,7 @@ a run is staggered by zone, and these functions return the run in the account's 
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from domain.errors import InvalidValue
@@ -50,7 +50,9 @@ def next_run_after(when: RecurringSchedule, timezone: str, after: datetime) -> d
     for _ in range(_MAX_SEARCH_DAYS):
         if when.end_date is not None and day > when.end_date:
             return None
-        run = datetime.combine(day, when.local_time, zone)
+        # Through UTC and back, a local time that a daylight-saving change skips reads
+        # as the wall-clock time it becomes (02:30 as 03:30), with its real offset.
+        run = datetime.combine(day, when.local_time, zone).astimezone(UTC).astimezone(zone)
         if _runs_on(when, day) and run > after:
             if when.end_at is not None and run > when.end_at:
                 return None

@@ -23,6 +23,24 @@ def test_first_run_weekly_local_time() -> None:
     assert first == datetime(2026, 3, 6, 8, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("start", "local_time", "shown"),
+    [
+        # 02:30 does not exist on the spring change, so it runs at 03:30 EDT.
+        (date(2027, 3, 14), time(2, 30), "2027-03-14T03:30:00-04:00"),
+        # 01:30 happens twice on the autumn change, and the first one counts.
+        (date(2027, 11, 7), time(1, 30), "2027-11-07T01:30:00-04:00"),
+    ],
+)
+def test_first_run_daylight_saving_change(start: date, local_time: time, shown: str) -> None:
+    when = RecurringSchedule(frequency="daily", local_time=local_time, start_date=start)
+
+    first = first_run_at(when, "America/New_York")
+
+    assert first is not None
+    assert first.isoformat() == shown
+
+
 def test_monthly_skips_short_months() -> None:
     when = RecurringSchedule(
         frequency="monthly", local_time=time(9), month_days=[31], start_date=date(2026, 4, 1)
