@@ -31,7 +31,7 @@ FROM {profiles_source};
 -- `not_sent`; `reason` is why not (unsubscribed, not_reachable, global_cap, campaign_cap,
 -- quiet_hours, throttled, limit_per_run, limit_per_day, limit_overall, control_group,
 -- account_control_group, render_failed, missed_local_time, cut_off, campaign_stopped,
--- too_many_waiting).
+-- left_audience, too_many_waiting).
 -- `trigger_id` is the triggering event's message id; `run_id` names a scheduled run.
 CREATE OR REPLACE VIEW deliveries AS
 SELECT

@@ -87,6 +87,7 @@ class NotSentReason(StrEnum):
     """Reason a message was deferred or not sent, in the terms of the campaign reports."""
 
     CAMPAIGN_STOPPED = "campaign_stopped"
+    LEFT_AUDIENCE = "left_audience"
     CUT_OFF = "cut_off"
     MISSED_LOCAL_TIME = "missed_local_time"
     UNSUBSCRIBED = "unsubscribed"

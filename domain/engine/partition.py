@@ -596,6 +596,14 @@ class PartitionEngine:
             and campaign.audience is not None
             and not campaign.audience.matches(traits, state["behaviour"], at)
         ):
+            if held:
+                # It was in the audience when it began to wait, so the report counts it.
+                _remember(ledger, send_id, at_us // 1_000_000)
+                effects.changed.add(key)
+                decision = Decision(DeliveryOutcome.SKIP, reason=NotSentReason.LEFT_AUDIENCE)
+                self._not_sent(
+                    campaign, state, send_id, at, now, decision, source, campaigns, effects
+                )
             return
 
         candidate = SendCandidate(

@@ -1242,6 +1242,31 @@ def test_ledger_pruned_in_steps() -> None:
     assert send_id_of("ping", "ping-2501", "l1") in ledger
 
 
+def test_user_who_left_audience_reported() -> None:
+    pros = {
+        "type": "inline_segment",
+        "definition": {"type": "trait", "trait": "plan", "op": "eq", "value": "pro"},
+    }
+    later = _campaign({"type": "event", "event": "w_evt", "delay": "PT1M"}, who=pros)
+    campaigns = _campaigns(later=later)
+    engine = PartitionEngine(0, EngineRules())
+    events = [
+        _identify("stays", T0, plan="pro"),
+        _identify("leaves", T0, plan="pro"),
+        _event("stays", "w_evt", T0 + timedelta(seconds=1)),
+        _event("leaves", "w_evt", T0 + timedelta(seconds=1)),
+        _identify("leaves", T0 + timedelta(seconds=5), plan="free"),
+    ]
+    engine.process(events, campaigns, NOW)
+
+    effects = engine.advance(_us(T0 + timedelta(minutes=2)), campaigns, NOW)
+
+    assert [send["user_id"] for send in effects.sends] == ["stays"]
+    assert effects.reasons == Counter({("later", "left_audience"): 1})
+    not_sent = [event for event in effects.events if event["event"] == NOT_SENT_EVENT]
+    assert [event["user_id"] for event in not_sent] == ["leaves"]
+
+
 def test_trigger_outside_audience_takes_no_room() -> None:
     everyone = _campaign({"type": "event", "event": "w_evt", "delay": "PT5M"})
     pros = {
