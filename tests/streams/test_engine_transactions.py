@@ -69,12 +69,10 @@ def test_fenced_engine_ends_its_run(unique_topics) -> None:  # type: ignore[no-u
 
 def test_rejected_session_timeout_names_setting(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    settings = engine_settings(kafka)
     # Below the broker's `group.min.session.timeout.ms` (6 s by default). Settings reject
     # such a value, so it is set here without validation, as a broker with other bounds
     # would see a valid one.
-    engine = settings.engine.model_copy(update={"session_timeout_s": 3.0})
-    settings = settings.model_copy(update={"engine": engine})
+    settings = engine_settings(kafka, session_timeout_s=3.0)
 
     async def scenario() -> BaseException | None:
         ready = asyncio.Event()

@@ -165,11 +165,9 @@ def _second_worker(settings: HeraldSettings) -> HeraldSettings:
 
 def test_dropped_engine_sends_nothing(unique_topics) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
-    settings = engine_settings(kafka)
     # The shortest session that brokers accept by default, so the group drops the first
     # engine soon.
-    engine = settings.engine.model_copy(update={"session_timeout_s": 6.0})
-    settings = settings.model_copy(update={"engine": engine})
+    settings = engine_settings(kafka, session_timeout_s=6.0)
 
     async def scenario() -> BaseException | None:
         ready = asyncio.Event()

@@ -40,13 +40,17 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "campaigns"
 COUPON_TRIGGER = "Coupon Claimed"
 
 
-def engine_settings(kafka: KafkaSettings) -> HeraldSettings:
+def engine_settings(kafka: KafkaSettings, **engine_updates: Any) -> HeraldSettings:
     """Return settings on `kafka` whose engine has a consumer group and transactional id
-    of its own, so that no other test's engine fences it or shares its offsets."""
+    of its own, so that no other test's engine fences it or shares its offsets.
+
+    `engine_updates` replace engine settings without validation, so a test can give a
+    value that a broker with other bounds would accept.
+    """
     settings = HeraldSettings()
     name = f"test-{uuid.uuid4().hex[:8]}"
     engine = settings.engine.model_copy(
-        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx"}
+        update={"group_id": f"{name}-engine", "transactional_id": f"{name}-tx", **engine_updates}
     )
     return settings.model_copy(update={"kafka": kafka, "engine": engine})
 
