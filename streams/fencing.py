@@ -39,10 +39,16 @@ __all__ = ["GroupMember", "StaleGroupMember", "fence_offset_commits", "member_of
 logger = logging.getLogger(__name__)
 
 _TXN_OFFSET_COMMIT = 28
+# aiokafka has no class for this error code.
+_FENCED_INSTANCE_ID = 82
 # Error codes with which the group coordinator rejects a member or generation it does not
-# recognise. FENCED_INSTANCE_ID (82) has no class in aiokafka.
+# recognise.
 _STALE_MEMBER_CODES = frozenset(
-    {kafka_errors.IllegalGenerationError.errno, kafka_errors.UnknownMemberIdError.errno, 82}
+    {
+        kafka_errors.IllegalGenerationError.errno,
+        kafka_errors.UnknownMemberIdError.errno,
+        _FENCED_INSTANCE_ID,
+    }
 )
 
 
@@ -53,6 +59,12 @@ class GroupMember:
     group_id: str
     generation_id: int
     member_id: str
+
+
+def _error_name(code: int) -> str:
+    if code == _FENCED_INSTANCE_ID:
+        return "FencedInstanceIdError"
+    return kafka_errors.for_code(code).__name__
 
 
 class StaleGroupMember(kafka_errors.KafkaError):
@@ -216,7 +228,7 @@ class _FencedCommitHandler(TxnOffsetCommitHandler):
         for _topic, partitions in errors:
             for _partition, code in partitions:
                 if code in _STALE_MEMBER_CODES:
-                    self._stale(kafka_errors.for_code(code).__name__)
+                    self._stale(_error_name(code))
                     return None
         # Other error codes mean the same as in version 0, so aiokafka's handler retries,
         # fails or records them as usual.
