@@ -6,7 +6,9 @@ boundaries (every `flush_records` offsets) or, when traffic is slow, after
 `flush_interval_s`. A flush writes its files atomically and only then commits the offset
 after its last record. When a partition is assigned, files that start at or after the
 committed offset are deleted, because their offsets will be consumed again; so a crash at
-any point, including between two files of one flush, leaves no duplicate behind.
+any point, including between two files of one flush, leaves no duplicate behind. A worker
+that stalled past its session timeout may still write a flush after another worker took
+the partition over; the new owner deletes such files once it has committed their offsets.
 
 Copies of an event (same identity and message id) received within `dedup_window_s` land
 once. The index of seen ids is rebuilt from the landed files on assignment.
@@ -47,12 +49,19 @@ from sinks.parquet import (
     event_tables_by_date,
     events_dir,
     landed_files,
+    landed_files_in,
 )
 from streams.producer import EventProducer
 
 __all__ = ["LandingStats", "ParquetLanding"]
 
 logger = logging.getLogger(__name__)
+
+# How often an owner of a partition looks for files that a stalled worker wrote late, and
+# how much earlier than the last look a directory's time may be and still be read again,
+# for clocks and file systems with coarse times.
+_SWEEP_INTERVAL_S = 10.0
+_SWEEP_MARGIN_S = 60.0
 
 
 @dataclass(slots=True)
@@ -75,6 +84,15 @@ class _PartitionBuffer:
     """
 
     dedup: DedupIndex
+    # The offset this worker began to consume the partition at, the names of the files it
+    # has written since, and when it last looked for copies that another worker wrote.
+    start_offset: int = 0
+    written: set[str] = field(default_factory=set)
+    swept_s: float = 0.0
+    # The wall-clock time of the last sweep's start, to compare with directory times.
+    swept_at: float = field(default_factory=time.time)
+    # The offset after the last one this worker committed, once it has committed one.
+    committed_next: int = -1
     rows: list[LandedRow] = field(default_factory=list)
     first_offset: int = -1
     last_offset: int = -1
@@ -140,6 +158,7 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         for topic_partition, records in batches.items():
             await self._add(topic_partition.partition, records)
         await self._flush_idle()
+        await self._sweep()
 
     async def _add(self, partition: int, records: list[ConsumerRecord]) -> None:
         buffer = self._buffers.get(partition)
@@ -216,9 +235,11 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         files = await asyncio.to_thread(_write_all, root, name, buffer.rows, partition)
         landed, last_offset = len(buffer.rows), buffer.last_offset
         buffer.reset()
+        buffer.written.add(name)
         self.stats.landed += landed
         self.stats.files += files
-        await self._commit(partition, last_offset + 1)
+        if await self._commit(partition, last_offset + 1):
+            buffer.committed_next = last_offset + 1
         logger.debug(
             "flushed %d events to %d files",
             landed,
@@ -228,18 +249,59 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         if len(buffer.dedup) > 100_000:
             buffer.dedup.prune()
 
-    async def _commit(self, partition: int, next_offset: int) -> None:
+    async def _sweep(self) -> None:
+        now_s = time.monotonic()
+        for partition, buffer in list(self._buffers.items()):
+            if buffer.committed_next < 0 or now_s - buffer.swept_s < _SWEEP_INTERVAL_S:
+                continue
+            buffer.swept_s = now_s
+            async with buffer.lock:
+                if not buffer.revoked:
+                    await self._remove_late_copies(partition, buffer)
+
+    async def _remove_late_copies(self, partition: int, buffer: _PartitionBuffer) -> None:
+        """Delete files of offsets this worker has landed and committed, written by another.
+
+        A worker that stalled past its session timeout can still write the files of a
+        flush it had begun after this worker took the partition over, and so after the
+        files past the committed offset were removed. Its offset commit then fails, but
+        its files stay beside this worker's, which hold the same events.
+        """
+        started_at = time.time()
+        removed = await asyncio.to_thread(
+            _remove_copies,
+            self._data_dir,
+            partition,
+            buffer.start_offset,
+            buffer.committed_next,
+            frozenset(buffer.written),
+            buffer.swept_at - _SWEEP_MARGIN_S,
+        )
+        buffer.swept_at = started_at
+        if removed:
+            logger.warning(
+                "removed %d files that another worker wrote after this one took over "
+                "the partition; this worker landed the same offsets",
+                len(removed),
+                extra={"partition": partition, "files": removed},
+            )
+
+    async def _commit(self, partition: int, next_offset: int) -> bool:
+        """Commit the offset after a flush; return whether the broker accepted it."""
         assert self._consumer is not None
         topic_partition = TopicPartition(self._kafka.events_topic, partition)
         try:
             await self._consumer.commit({topic_partition: next_offset})
         except (CommitFailedError, KafkaError) as error:
-            # The files stay, and the consumer assigned the partition next deletes and rewrites them.
+            # The files stay. The consumer assigned the partition next deletes and rewrites
+            # them, or, when it was assigned before they were written, deletes them later.
             logger.warning(
                 "offset commit failed: %s",
                 error,
                 extra={"partition": partition, "offset": next_offset},
             )
+            return False
+        return True
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         for topic_partition in revoked:
@@ -263,7 +325,9 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
                 _remove_uncommitted, self._data_dir, topic_partition.partition, start
             )
             dedup = await asyncio.to_thread(self._rebuild_dedup, topic_partition.partition)
-            self._buffers[topic_partition.partition] = _PartitionBuffer(dedup)
+            self._buffers[topic_partition.partition] = _PartitionBuffer(
+                dedup, start_offset=start, swept_s=time.monotonic()
+            )
             self._consumer.seek(topic_partition, start)
             logger.info(
                 "partition assigned",
@@ -323,6 +387,37 @@ def _remove_uncommitted(data_dir: Path, partition: int, start_offset: int) -> in
             removed += 1
     for leftover in events_dir(data_dir).glob(f"date=*/{TEMP_PREFIX}part-{partition}-*.tmp"):
         leftover.unlink(missing_ok=True)
+    return removed
+
+
+def _remove_copies(
+    data_dir: Path,
+    partition: int,
+    start_offset: int,
+    next_offset: int,
+    own: frozenset[str],
+    since: float,
+) -> list[str]:
+    """Delete files of `partition` within [start_offset, next_offset) not named in `own`.
+
+    Only date directories changed at or after the epoch time `since` are read, because a
+    new file changes its directory's time and the others stay as they were.
+    """
+    removed = []
+    for directory in events_dir(data_dir).glob("date=*"):
+        try:
+            if directory.stat().st_mtime < since:
+                continue
+        except FileNotFoundError:
+            continue
+        for landed in landed_files_in(directory, partition):
+            if (
+                landed.path.name not in own
+                and landed.first_offset >= start_offset
+                and landed.last_offset < next_offset
+            ):
+                landed.path.unlink(missing_ok=True)
+                removed.append(str(landed.path.relative_to(data_dir)))
     return removed
 
 

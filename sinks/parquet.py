@@ -29,6 +29,7 @@ __all__ = [
     "event_tables_by_date",
     "events_dir",
     "landed_files",
+    "landed_files_in",
     "profiles_dir",
 ]
 
@@ -91,8 +92,17 @@ class LandedFile:
 
 def landed_files(data_dir: Path, partition: int) -> list[LandedFile]:
     """List the landed event files of one partition, in no particular order."""
+    return _parsed(events_dir(data_dir).glob(f"date=*/part-{partition}-*.parquet"), partition)
+
+
+def landed_files_in(directory: Path, partition: int) -> list[LandedFile]:
+    """List the landed event files of one partition in one date directory."""
+    return _parsed(directory.glob(f"part-{partition}-*.parquet"), partition)
+
+
+def _parsed(paths: Iterable[Path], partition: int) -> list[LandedFile]:
     found = []
-    for path in events_dir(data_dir).glob(f"date=*/part-{partition}-*.parquet"):
+    for path in paths:
         match = _FILE_NAME.match(path.name)
         if match and int(match.group(1)) == partition:
             found.append(LandedFile(path, partition, int(match.group(2)), int(match.group(3))))

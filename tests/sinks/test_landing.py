@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
+import sinks.landing as landing_module
 from herald.config import KafkaSettings, LandingSettings
 from queries.catalog import connect
 from schemas.wire import ENGINE_ORIGIN, ORIGIN_HEADER, decode_events
@@ -605,3 +607,44 @@ def test_second_landing_joins_exactly_once(
     assert len({row[0] for row in landed}) == 4000
     assert first_stats.landed > 0
     assert second_stats.landed > 0
+
+
+def test_late_copy_removed(
+    unique_topics: Topics,
+    landing_settings: Settings,
+    event: Event,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file that a stalled worker writes after the takeover goes; its events stay once."""
+    monkeypatch.setattr(landing_module, "_SWEEP_INTERVAL_S", 0.2, raising=False)
+    kafka = unique_topics(1)
+    settings = landing_settings(flush_records=5)
+
+    async def scenario() -> Path:
+        landing = ParquetLanding(kafka, settings)
+        task = asyncio.create_task(landing.run())
+        producer = EventProducer(kafka)
+        try:
+            for number in range(10):
+                envelope = event(message_id=f"late-{number}")
+                await producer.send_events([(envelope, orjson.dumps(envelope))])
+            await _wait_committed(kafka, settings.group_id, [task], landing.stats)
+            [own] = [path for path in tmp_path.rglob("part-0-0-4.parquet")]
+            # The stalled worker's flush of offsets 0 to 2, renamed into place late.
+            copy = own.with_name("part-0-0-2.parquet")
+            shutil.copyfile(own, copy)
+            deadline = time.monotonic() + 10
+            while copy.exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await producer.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return copy
+
+    copy = asyncio.run(scenario())
+
+    assert not copy.exists()
+    assert len(_landed(tmp_path)) == 10
