@@ -27,7 +27,7 @@ __all__ = [
     "encode_events",
     "encode_rejection",
     "envelope_problem",
-    "forged_engine_event",
+    "origin_problem",
     "partition_key",
     "written_by_engine",
 ]
@@ -145,14 +145,22 @@ def written_by_engine(headers: Sequence[tuple[str, bytes]] | None) -> bool:
     return any(name == ORIGIN_HEADER and value == ENGINE_ORIGIN for name, value in headers or ())
 
 
-def forged_engine_event(envelope: dict[str, Any]) -> str | None:
-    """Return why an event in a record that the engine did not write cannot stand, or None.
+def origin_problem(envelope: dict[str, Any], from_engine: bool) -> str | None:
+    """Return why an event cannot stand in a record of its origin, or None.
 
     The delivery reports count the engine's Notification events. The API rejects those
     names, but a producer that writes to the topic directly could still add sends that
-    never happened.
+    never happened. And the engine passes over the records it marks as its own, so an
+    ordinary event in such a record would land without the engine seeing it.
     """
     event = envelope.get("event")
+    if from_engine:
+        if event in ENGINE_EVENT_NAMES:
+            return None
+        return (
+            f"a record with the header {ORIGIN_HEADER}: {ENGINE_ORIGIN.decode()} holds only "
+            f"the engine's Notification events, not {envelope.get('type')} event {event!r}"
+        )
     if event not in ENGINE_EVENT_NAMES:
         return None
     return (

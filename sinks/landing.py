@@ -38,7 +38,7 @@ from schemas.wire import (
     decode_events,
     encode_rejection,
     envelope_problem,
-    forged_engine_event,
+    origin_problem,
     written_by_engine,
 )
 from sinks.dedup import DedupIndex
@@ -188,8 +188,8 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         from_engine = written_by_engine(record.headers)
         for index, envelope in enumerate(envelopes):
             problem = envelope_problem(envelope)
-            if problem is None and not from_engine:
-                problem = forged_engine_event(envelope)
+            if problem is None:
+                problem = origin_problem(envelope, from_engine)
             if problem is not None:
                 await self._reject(record, problem, envelope)
             elif buffer.dedup.is_duplicate(envelope):

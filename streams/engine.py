@@ -66,7 +66,7 @@ from schemas.wire import (
     ORIGIN_HEADER,
     decode_events,
     envelope_problem,
-    forged_engine_event,
+    origin_problem,
     written_by_engine,
 )
 from streams.catalog import CampaignCatalog
@@ -493,9 +493,9 @@ class StreamEngine(ConsumerRebalanceListener):
                 if skips_own and _is_own_notification(envelope):
                     continue
                 problem = envelope_problem(envelope)
-                if problem is None and not from_engine:
+                if problem is None:
                     # The landing rejects these too, so segments over Parquet agree.
-                    problem = forged_engine_event(envelope)
+                    problem = origin_problem(envelope, from_engine)
                 # Checked timestamps sort as text, to within a second.
                 if problem is None and envelope["timestamp"] > latest:
                     problem = (

@@ -467,6 +467,7 @@ def test_forged_notification_rejected(
     kafka = unique_topics(1)
     forged = event(message_id="forged") | {"event": "Notification Sent"}
     engine_written = event(message_id="from-engine") | {"event": "Notification Sent"}
+    hidden = event(message_id="hidden") | {"event": "payment_error"}
 
     async def scenario() -> tuple[LandingStats, list[ConsumerRecord]]:
         await _send_raw(kafka, [orjson.dumps([forged, event(message_id="valid")])])
@@ -475,7 +476,7 @@ def test_forged_notification_rejected(
         try:
             await producer.send_and_wait(
                 kafka.events_topic,
-                value=orjson.dumps([engine_written]),
+                value=orjson.dumps([engine_written, hidden]),
                 partition=0,
                 headers=[(ORIGIN_HEADER, ENGINE_ORIGIN)],
             )
@@ -485,13 +486,15 @@ def test_forged_notification_rejected(
         return stats, await _read_topic(kafka, kafka.rejected_topic, 1)
 
     stats, records = asyncio.run(scenario())
-    rejection = orjson.loads(records[0].value)
+    reasons = [orjson.loads(record.value)["reason"] for record in records]
 
-    assert stats.rejected == 1
-    assert rejection["reason"] == (
+    assert stats.rejected == 2
+    assert reasons == [
         "event 'Notification Sent' is written by Herald's engine only, and this record lacks "
-        "its header herald-origin: engine"
-    )
+        "its header herald-origin: engine",
+        "a record with the header herald-origin: engine holds only the engine's Notification "
+        "events, not track event 'payment_error'",
+    ]
     assert sorted(row[0] for row in _landed(tmp_path)) == ["from-engine", "valid"]
 
 

@@ -131,6 +131,8 @@ def test_forged_notification_ignored(unique_topics) -> None:  # type: ignore[no-
 
     async def read_both(engine: StreamEngine) -> bool:
         if not getattr(engine, "_written", False):
+            # A record marked as the engine's holds only Notification events.
+            await _write(kafka, [coupon_event("grace")], [(ORIGIN_HEADER, ENGINE_ORIGIN)])
             await _write(kafka, [forged, coupon_event("ada")], [])
             engine._written = True  # type: ignore[attr-defined]
         return engine.stats.events >= 1 and engine.stats.transactions >= 1
