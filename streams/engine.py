@@ -72,6 +72,7 @@ from schemas.wire import (
 from streams.catalog import CampaignCatalog
 from streams.fencing import fence_offset_commits, member_of
 from streams.producer import bounded_records
+from streams.topics import TopicAdminError, existing_topics
 
 __all__ = [
     "CONTROL_HEADER",
@@ -718,7 +719,18 @@ async def request_flush(kafka: KafkaSettings) -> int:
 
     Each record lands behind the events already written to its partition, so the engine
     flushes only after it has processed them. Returns the number of partitions.
+
+    Raises:
+        TopicAdminError: the events topic does not exist, or Kafka could not be reached.
+        KafkaError: the flush records were not written.
     """
+    # Writing to a missing topic would create it on a broker that creates topics on use,
+    # and the flush would seem to succeed.
+    if kafka.events_topic not in await existing_topics(kafka):
+        raise TopicAdminError(
+            f"topic {kafka.events_topic!r} does not exist on Kafka at "
+            f"{kafka.bootstrap_servers}; check HERALD_KAFKA__EVENTS_TOPIC"
+        )
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,
         acks="all",
@@ -726,8 +738,8 @@ async def request_flush(kafka: KafkaSettings) -> int:
         request_timeout_ms=int(kafka.request_timeout_s * 1000),
         client_id="herald-flush",
     )
-    await producer.start()
     try:
+        await producer.start()
         partitions = sorted(await producer.partitions_for(kafka.events_topic))
         futures = [
             await producer.send(

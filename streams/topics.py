@@ -27,6 +27,7 @@ __all__ = [
     "TopicSpec",
     "delete_topics",
     "ensure_topics",
+    "existing_topics",
     "herald_topics",
     "sends_topics",
 ]
@@ -131,6 +132,24 @@ async def delete_topics(kafka: KafkaSettings, names: Iterable[str]) -> None:
     except KafkaError as exc:
         raise TopicAdminError(
             f"could not delete topics on Kafka at {kafka.bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+async def existing_topics(kafka: KafkaSettings) -> set[str]:
+    """Return the names of the topics on the broker, without creating any.
+
+    Raises:
+        TopicAdminError: the broker could not be reached.
+    """
+    admin = _admin_client(kafka)
+    try:
+        await admin.start()
+        return set(await admin.list_topics())
+    except KafkaError as exc:
+        raise TopicAdminError(
+            f"could not list topics on Kafka at {kafka.bootstrap_servers}: {exc!r}"
         ) from exc
     finally:
         await admin.close()

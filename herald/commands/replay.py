@@ -154,10 +154,11 @@ def flush() -> None:
 
 def _flush_pending(settings: HeraldSettings) -> None:
     from streams.engine import request_flush
+    from streams.topics import TopicAdminError
 
     try:
         partitions = asyncio.run(request_flush(settings.kafka))
-    except KafkaError as error:
+    except (KafkaError, TopicAdminError) as error:
         typer.echo(f"error: the flush request did not reach Kafka: {error}", err=True)
         raise typer.Exit(code=1) from error
     Console().print(f"asked the engine to flush pending sends on {partitions} partitions")

@@ -20,6 +20,7 @@ from schemas.envelope import format_timestamp
 from schemas.wire import decode_events
 from streams.catalog import CampaignCatalog
 from streams.engine import CONTROL_HEADER, ENGINE_ORIGIN, FLUSH, ORIGIN_HEADER, StreamEngine
+from streams.topics import existing_topics
 from tests.support.engine import COUPON_TRIGGER, coupon_catalog, coupon_event, engine_settings
 
 pytestmark = pytest.mark.kafka
@@ -353,3 +354,29 @@ def test_flush_command_marks_partitions(unique_topics, tmp_path) -> None:  # typ
     assert "flush pending sends on 2 partitions" in result.stdout
     assert sorted(record.partition for record in records) == [0, 1]
     assert all(dict(record.headers)[CONTROL_HEADER] == FLUSH for record in records)
+
+
+def test_flush_command_missing_topic(unique_topics, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=1)
+    missing = f"{kafka.events_topic}-mistyped"
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("HERALD_")},
+        "HERALD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "HERALD_KAFKA__EVENTS_TOPIC": missing,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "herald.cli", "flush"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    topics = asyncio.run(existing_topics(kafka))
+
+    assert result.returncode == 1
+    assert f"topic '{missing}' does not exist" in result.stderr
+    assert "Unclosed" not in result.stderr
+    assert missing not in topics
