@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -28,6 +30,7 @@ __all__ = [
     "InvalidEvent",
     "check_identity",
     "check_json_object",
+    "check_printable",
     "check_size",
     "format_timestamp",
     "parse_timestamp",
@@ -72,12 +75,17 @@ RESERVED_EVENT_NAMES = ENGINE_EVENT_NAMES | frozenset(
 
 
 def _name_key(name: str) -> str:
-    return " ".join(name.casefold().split())
+    # Compatibility forms (a fullwidth N), case, spaces and invisible format characters
+    # such as a zero-width space do not make another name.
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf")
 
 
 _RESERVED_KEYS = {_name_key(name): name for name in RESERVED_EVENT_NAMES}
 
 
+# Event names repeat from event to event, so most checks are a lookup here.
+@lru_cache(maxsize=4096)
 def reserved_event_name(name: str) -> str | None:
     """Return the reserved name that `name` spells in any case or spacing, or None."""
     return _RESERVED_KEYS.get(_name_key(name))
@@ -85,7 +93,7 @@ def reserved_event_name(name: str) -> str | None:
 
 # Ids end up in CSV exports, URLs and SQL results, where these characters cut or garble
 # them.
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 # Epoch values at or above this are read as milliseconds: as seconds it is the year 5138.
 _EPOCH_MS_THRESHOLD = 100_000_000_000
 _MAX_ID_CHARS = 255
@@ -249,6 +257,12 @@ def _optional_id(value: Any, field: str) -> str | None:
         return None
     if len(text) > _MAX_ID_CHARS:
         raise InvalidEvent(field, f"is {len(text)} characters, more than {_MAX_ID_CHARS} allowed")
+    check_printable(text, field)
+    return text
+
+
+def check_printable(text: str, field: str) -> None:
+    """Reject an id that holds a control character (C0, DEL or C1)."""
     control = _CONTROL_CHARACTER.search(text)
     if control is not None:
         raise InvalidEvent(
@@ -256,7 +270,6 @@ def _optional_id(value: Any, field: str) -> str | None:
             f"contains the control character U+{ord(control.group()):04X} at position "
             f"{control.start()}; ids must be printable text",
         )
-    return text
 
 
 def check_json_object(value: Any, field: str, limits: EventLimits) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from schemas.envelope import (
     InvalidEvent,
     check_identity,
     check_json_object,
+    check_printable,
     format_timestamp,
     parse_timestamp,
     reserved_event_name,
@@ -102,9 +103,9 @@ def _fill_type_fields(envelope: dict[str, Any], kind: str, message: dict[str, An
     elif kind in ("page", "screen"):
         envelope["name"] = _optional_name(message.get("name"), "name")
     elif kind == "group":
-        envelope["group_id"] = _required_name(_pick(message, "groupId", "group_id"), "groupId")
+        envelope["group_id"] = _required_id(_pick(message, "groupId", "group_id"), "groupId")
     elif kind == "alias":
-        envelope["previous_id"] = _required_name(
+        envelope["previous_id"] = _required_id(
             _pick(message, "previousId", "previous_id"), "previousId"
         )
         if envelope["user_id"] is None:
@@ -120,6 +121,12 @@ def _event_name(value: Any) -> str:
             f"'{name}' is reserved, as '{reserved}', for the notification events Herald "
             "records itself",
         )
+    return name
+
+
+def _required_id(value: Any, field: str) -> str:
+    name = _required_name(value, field)
+    check_printable(name, field)
     return name
 
 

@@ -147,7 +147,15 @@ def test_track_reserved_name_padded(message: Message) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["notification sent", "NOTIFICATION SENT", "Notification  Sent", "Notification\u00a0Sent"],
+    [
+        "notification sent",
+        "NOTIFICATION SENT",
+        "Notification  Sent",
+        "Notification\u00a0Sent",
+        "Notification\u200bSent",
+        "\uff2eotification Sent",
+        "NotificationSent",
+    ],
 )
 def test_track_reserved_name_variant(name: str, message: Message) -> None:
     error = _rejection(message(event=name))
@@ -293,7 +301,8 @@ def test_identity_int(message: Message) -> None:
 
 
 @pytest.mark.parametrize(
-    ("user_id", "code", "position"), [("pv-nul\x00x", "0000", 6), ("a\nb", "000A", 1)]
+    ("user_id", "code", "position"),
+    [("pv-nul\x00x", "0000", 6), ("a\nb", "000A", 1), ("ne\x85l", "0085", 2)],
 )
 def test_identity_control_character(
     user_id: str, code: str, position: int, message: Message
@@ -304,6 +313,16 @@ def test_identity_control_character(
     assert error.reason == (
         f"contains the control character U+{code} at position {position}; ids must be "
         "printable text"
+    )
+
+
+@pytest.mark.parametrize(("kind", "field"), [("alias", "previousId"), ("group", "groupId")])
+def test_other_id_control_character(kind: str, field: str, message: Message) -> None:
+    error = _rejection(message(kind, **{field: "p\nq"}))
+
+    assert error.field == field
+    assert error.reason == (
+        "contains the control character U+000A at position 1; ids must be printable text"
     )
 
 
