@@ -245,13 +245,22 @@ class _FencedCommitHandler(TxnOffsetCommitHandler):
                 "answer": answer,
             },
         )
-        self._sender._txn_manager.error_transaction(
+        _fail_transaction(
+            self._sender._txn_manager,
             StaleGroupMember(
                 f"group {member.group_id!r} no longer has member {member.member_id!r} in "
                 f"generation {member.generation_id} ({answer}); another worker owns its "
                 "partitions now"
-            )
+            ),
         )
+
+
+def _fail_transaction(txn_manager: Any, error: Exception) -> None:
+    """Make the transaction in progress abortable with `error`, which its commit raises."""
+    txn_manager.error_transaction(error)
+    # aiokafka also sets the error on a future that nothing awaits once the transaction
+    # is aborted, and asyncio would log it as never retrieved.
+    txn_manager.wait_for_transaction_end().exception()
 
 
 def fence_offset_commits(producer: AIOKafkaProducer, member: Callable[[], GroupMember]) -> None:
@@ -274,11 +283,16 @@ def fence_offset_commits(producer: AIOKafkaProducer, member: Callable[[], GroupM
             # aiokafka resets the generation to -1 when the group coordinator reports the
             # member as unknown.
             logger.warning(
-                "engine transaction aborted: the engine is not a member of its group any more",
-                extra={"group_id": group_id, "member_id": current.member_id},
+                "engine transaction aborted: its group has moved on without this worker",
+                extra={
+                    "group_id": group_id,
+                    "member_id": current.member_id,
+                    "answer": "the consumer's generation was reset",
+                },
             )
-            txn_manager.error_transaction(
-                StaleGroupMember(f"the engine is not a member of group {group_id!r} any more")
+            _fail_transaction(
+                txn_manager,
+                StaleGroupMember(f"the engine is not a member of group {group_id!r} any more"),
             )
             return
         try:
@@ -289,7 +303,7 @@ def fence_offset_commits(producer: AIOKafkaProducer, member: Callable[[], GroupM
                 group_id,
                 extra={"group_id": group_id},
             )
-            txn_manager.error_transaction(error)
+            _fail_transaction(txn_manager, error)
             return
         await _FencedCommitHandler(sender, offsets, current).do(node_id)
 
