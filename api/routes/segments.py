@@ -17,6 +17,7 @@ from api.deps import SettingsDep
 from api.json_values import StrictJSONRoute
 from control import segments as store
 from control.models import Segment
+from domain.errors import NotFound
 from herald.config import HeraldSettings
 from queries.catalog import connect
 from queries.segments import count_members, is_member, segment_members
@@ -223,6 +224,8 @@ def read_segment_membership(
     serves queries.
     """
     segment = _checked_segment(session, user.account_id, segment_id)
+    if not user_id:
+        raise NotFound("user", user_id)
     now = clock.now()
     connection, rule = _audience(segment.definition, settings)
     with connection:

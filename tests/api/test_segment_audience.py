@@ -85,6 +85,16 @@ def test_membership_of_id_with_slash(tmp_path: Path) -> None:
     assert response.json()["member"] is True
 
 
+def test_membership_without_user_id(audience: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = audience
+    segment_id = _saved(client, headers)
+
+    response = client.get(f"/segments/{segment_id}/members/", headers=headers)
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == "user '' not found"
+
+
 def test_invalid_definition_rejected(audience: tuple[TestClient, dict[str, str]]) -> None:
     client, headers = audience
     response = client.post(
