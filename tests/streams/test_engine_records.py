@@ -331,23 +331,27 @@ def test_oversized_state_trimmed(unique_topics, caplog, monkeypatch) -> None:  #
     )
 
 
-def test_flush_command_marks_partitions(unique_topics, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    kafka = unique_topics(partitions=2)
+def _herald_flush(kafka: KafkaSettings, events_topic: str, cwd: Path) -> Any:
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("HERALD_")},
         "HERALD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "HERALD_KAFKA__EVENTS_TOPIC": kafka.events_topic,
+        "HERALD_KAFKA__EVENTS_TOPIC": events_topic,
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
-
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "herald.cli", "flush"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_flush_command_marks_partitions(unique_topics, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kafka = unique_topics(partitions=2)
+
+    result = _herald_flush(kafka, kafka.events_topic, tmp_path)
     records = asyncio.run(_events_records(kafka, 2))
 
     assert result.returncode == 0, result.stderr
@@ -359,21 +363,8 @@ def test_flush_command_marks_partitions(unique_topics, tmp_path) -> None:  # typ
 def test_flush_command_missing_topic(unique_topics, tmp_path) -> None:  # type: ignore[no-untyped-def]
     kafka = unique_topics(partitions=1)
     missing = f"{kafka.events_topic}-mistyped"
-    env = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("HERALD_")},
-        "HERALD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "HERALD_KAFKA__EVENTS_TOPIC": missing,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-    }
 
-    result = subprocess.run(
-        [sys.executable, "-m", "herald.cli", "flush"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _herald_flush(kafka, missing, tmp_path)
     topics = asyncio.run(existing_topics(kafka))
 
     assert result.returncode == 1
