@@ -8,7 +8,7 @@ after its last record. When a partition is assigned, files that start at or afte
 committed offset are deleted, because their offsets will be consumed again; so a crash at
 any point, including between two files of one flush, leaves no duplicate behind. A worker
 that stalled past its session timeout may still write a flush after another worker took
-the partition over; the new owner deletes such files once it has committed their offsets.
+the partition over. The new owner deletes such files once it has committed their offsets.
 
 Copies of an event (same identity and message id) received within `dedup_window_s` land
 once. The index of seen ids is rebuilt from the landed files on assignment.
@@ -57,9 +57,9 @@ __all__ = ["LandingStats", "ParquetLanding"]
 
 logger = logging.getLogger(__name__)
 
-# How often an owner of a partition looks for files that a stalled worker wrote late, and
-# how much earlier than the last look a directory's time may be and still be read again,
-# for clocks and file systems with coarse times.
+# How often an owner of a partition looks for files that a stalled worker wrote late. A
+# look also reads the directories changed up to a minute before the last one, because
+# some clocks and file systems keep coarse times.
 _SWEEP_INTERVAL_S = 10.0
 _SWEEP_MARGIN_S = 60.0
 
