@@ -262,7 +262,7 @@ def _optional_id(value: Any, field: str) -> str | None:
 
 
 def check_printable(text: str, field: str) -> None:
-    """Reject an id that holds a control character (C0, DEL or C1)."""
+    """Reject an id that contains a control character (C0, DEL or C1)."""
     control = _CONTROL_CHARACTER.search(text)
     if control is not None:
         raise InvalidEvent(
