@@ -8,7 +8,7 @@ after its last record. When a partition is assigned, files that start at or afte
 committed offset are deleted, because their offsets will be consumed again; so a crash at
 any point, including between two files of one flush, leaves no duplicate behind. A worker
 that stalled past its session timeout may still write a flush after another worker took
-the partition over. The new owner deletes such files once it has committed their offsets.
+the partition over. The partition's owner deletes such copies after a later commit.
 
 Copies of an event (same identity and message id) received within `dedup_window_s` land
 once. The index of seen ids is rebuilt from the landed files on assignment.
@@ -57,9 +57,9 @@ __all__ = ["LandingStats", "ParquetLanding"]
 
 logger = logging.getLogger(__name__)
 
-# How often an owner of a partition looks for files that a stalled worker wrote late. A
-# look also reads the directories changed up to a minute before the last one, because
-# some clocks and file systems keep coarse times.
+# How often, at most, an owner of a partition looks for files that a stalled worker wrote
+# late. A look also reads the directories changed up to a minute before the last one,
+# because some clocks and file systems keep coarse times.
 _SWEEP_INTERVAL_S = 10.0
 _SWEEP_MARGIN_S = 60.0
 
@@ -158,7 +158,6 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         for topic_partition, records in batches.items():
             await self._add(topic_partition.partition, records)
         await self._flush_idle()
-        await self._sweep()
 
     async def _add(self, partition: int, records: list[ConsumerRecord]) -> None:
         buffer = self._buffers.get(partition)
@@ -238,7 +237,8 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         buffer.written.add(name)
         self.stats.landed += landed
         self.stats.files += files
-        if await self._commit(partition, last_offset + 1):
+        committed = await self._commit(partition, last_offset + 1)
+        if committed:
             buffer.committed_next = last_offset + 1
         logger.debug(
             "flushed %d events to %d files",
@@ -248,24 +248,21 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         if len(buffer.dedup) > 100_000:
             buffer.dedup.prune()
-
-    async def _sweep(self) -> None:
-        now_s = time.monotonic()
-        for partition, buffer in list(self._buffers.items()):
-            if buffer.committed_next < 0 or now_s - buffer.swept_s < _SWEEP_INTERVAL_S:
-                continue
-            buffer.swept_s = now_s
-            async with buffer.lock:
-                if not buffer.revoked:
-                    await self._remove_late_copies(partition, buffer)
+        # Only right after a commit that the group accepted: a worker that the group has
+        # dropped, and that does not know it yet, must not delete anything.
+        if committed and time.monotonic() - buffer.swept_s >= _SWEEP_INTERVAL_S:
+            buffer.swept_s = time.monotonic()
+            await self._remove_late_copies(partition, buffer)
 
     async def _remove_late_copies(self, partition: int, buffer: _PartitionBuffer) -> None:
-        """Delete files of offsets this worker has landed and committed, written by another.
+        """Delete the copies of landed offsets that stalled workers wrote late.
 
         A worker that stalled past its session timeout can still write the files of a
-        flush it had begun after this worker took the partition over, and so after the
+        flush it had begun after another worker took the partition over, and so after the
         files past the committed offset were removed. Its offset commit then fails, but
-        its files stay beside this worker's, which hold the same events.
+        its files stay beside the new owner's, which hold the same events. This worker
+        deletes such files among the offsets it has landed and committed itself, and,
+        below the offset it started at, the files whose range lies within another file's.
         """
         started_at = time.time()
         removed = await asyncio.to_thread(
@@ -398,10 +395,13 @@ def _remove_copies(
     own: frozenset[str],
     since: float,
 ) -> list[str]:
-    """Delete files of `partition` within [start_offset, next_offset) not named in `own`.
+    """Delete the files of `partition` not named in `own` that copy others.
 
-    Only date directories changed at or after the epoch time `since` are read, because a
-    new file changes its directory's time and the others stay as they were.
+    A copy is a file within [start_offset, next_offset), which this worker has landed
+    itself, or a file before `start_offset` whose offsets lie within those of another
+    file of its directory: files that workers land in turn never overlap. Only date
+    directories changed at or after the epoch time `since` are read, because a new file
+    changes its directory's time and the others stay as they were.
     """
     removed = []
     for directory in events_dir(data_dir).glob("date=*"):
@@ -410,12 +410,18 @@ def _remove_copies(
                 continue
         except FileNotFoundError:
             continue
-        for landed in landed_files_in(directory, partition):
-            if (
-                landed.path.name not in own
-                and landed.first_offset >= start_offset
-                and landed.last_offset < next_offset
-            ):
+        files = landed_files_in(directory, partition)
+        for landed in files:
+            if landed.path.name in own:
+                continue
+            mine = start_offset <= landed.first_offset and landed.last_offset < next_offset
+            nested = landed.last_offset < start_offset and any(
+                other.path != landed.path
+                and other.first_offset <= landed.first_offset
+                and landed.last_offset <= other.last_offset
+                for other in files
+            )
+            if mine or nested:
                 landed.path.unlink(missing_ok=True)
                 removed.append(str(landed.path.relative_to(data_dir)))
     return removed

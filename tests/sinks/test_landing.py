@@ -637,9 +637,15 @@ def test_late_copy_removed(
             # The stalled worker's flush of offsets 0 to 2, renamed into place late.
             copy = own.with_name("part-0-0-2.parquet")
             shutil.copyfile(own, copy)
+            # The landing looks for copies after its next commit.
             deadline = time.monotonic() + 10
+            number = 10
             while copy.exists() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+                envelope = event(message_id=f"late-{number}")
+                await producer.send_events([(envelope, orjson.dumps(envelope))])
+                number += 1
+                await asyncio.sleep(0.3)
+            await _wait_committed(kafka, settings.group_id, [task], landing.stats)
         finally:
             await producer.stop()
             task.cancel()
@@ -648,6 +654,60 @@ def test_late_copy_removed(
         return copy
 
     copy = asyncio.run(scenario())
+    landed = _landed(tmp_path)
 
     assert not copy.exists()
-    assert len(_landed(tmp_path)) == 10
+    assert len(landed) == len({row[0] for row in landed})
+
+
+def test_copy_before_takeover_removed(
+    unique_topics: Topics,
+    landing_settings: Settings,
+    event: Event,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A late copy of offsets before the owner's start goes when another file holds them."""
+    monkeypatch.setattr(landing_module, "_SWEEP_INTERVAL_S", 0.2, raising=False)
+    kafka = unique_topics(1)
+    settings = landing_settings(flush_records=5)
+
+    async def send(first: int, last: int, producer: EventProducer) -> None:
+        for number in range(first, last):
+            envelope = event(message_id=f"early-{number}")
+            await producer.send_events([(envelope, orjson.dumps(envelope))])
+
+    async def scenario() -> Path:
+        producer = EventProducer(kafka)
+        try:
+            await send(0, 10, producer)
+            await _land(kafka, settings)
+            [earlier] = [path for path in tmp_path.rglob("part-0-0-4.parquet")]
+            # A stalled worker's flush of offsets 0 to 2, renamed into place after the
+            # partition had moved on twice: the next owner starts at offset 10.
+            copy = earlier.with_name("part-0-0-2.parquet")
+            shutil.copyfile(earlier, copy)
+            landing = ParquetLanding(kafka, settings)
+            task = asyncio.create_task(landing.run())
+            try:
+                deadline = time.monotonic() + 10
+                number = 10
+                while copy.exists() and time.monotonic() < deadline:
+                    await send(number, number + 1, producer)
+                    number += 1
+                    await asyncio.sleep(0.3)
+                await _wait_committed(kafka, settings.group_id, [task], landing.stats)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            await producer.stop()
+        return copy
+
+    copy = asyncio.run(scenario())
+    landed = _landed(tmp_path)
+
+    assert not copy.exists()
+    assert len(landed) == len({row[0] for row in landed})
+    assert {f"early-{number}" for number in range(10)} <= {row[0] for row in landed}
