@@ -402,6 +402,8 @@ def _remove_copies(
     file of its directory: files that workers land in turn never overlap. Only date
     directories changed at or after the epoch time `since` are read, because a new file
     changes its directory's time and the others stay as they were.
+
+    NOTE: a copy before `start_offset` that only partly overlaps other files stays.
     """
     removed = []
     for directory in events_dir(data_dir).glob("date=*"):
