@@ -277,8 +277,8 @@ class ParquetLanding(ConsumerRebalanceListener):  # type: ignore[misc]
         buffer.swept_at = started_at
         if removed:
             logger.warning(
-                "removed %d files that another worker wrote after this one took over "
-                "the partition; this worker landed the same offsets",
+                "removed %d files that a stalled worker wrote late; other files hold the "
+                "same offsets",
                 len(removed),
                 extra={"partition": partition, "files": removed},
             )
