@@ -57,9 +57,9 @@ __all__ = ["LandingStats", "ParquetLanding"]
 
 logger = logging.getLogger(__name__)
 
-# How often, at most, an owner of a partition looks for files that a stalled worker wrote
-# late. A look also reads the directories changed up to a minute before the last one,
-# because some clocks and file systems keep coarse times.
+# The shortest interval between two looks of a partition's owner for files that a stalled
+# worker wrote late. A look also reads the directories changed within this margin before
+# the last look, because some clocks and file systems keep coarse times.
 _SWEEP_INTERVAL_S = 10.0
 _SWEEP_MARGIN_S = 60.0
 

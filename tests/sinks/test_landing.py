@@ -612,6 +612,31 @@ def test_second_landing_joins_exactly_once(
     assert second_stats.landed > 0
 
 
+async def _send_numbered(producer: EventProducer, event: Event, first: int, last: int) -> None:
+    """Send events `late-<first>` to `late-<last - 1>`, one record each."""
+    for number in range(first, last):
+        envelope = event(message_id=f"late-{number}")
+        await producer.send_events([(envelope, orjson.dumps(envelope))])
+
+
+def _copy_flush(tmp_path: Path) -> Path:
+    """Copy the landed file of offsets 0 to 4 as a late flush of offsets 0 to 2."""
+    [landed] = list(tmp_path.rglob("part-0-0-4.parquet"))
+    copy = landed.with_name("part-0-0-2.parquet")
+    shutil.copyfile(landed, copy)
+    return copy
+
+
+async def _send_until_gone(producer: EventProducer, event: Event, copy: Path) -> None:
+    """Send events until `copy` is deleted, because the landing looks after a commit."""
+    deadline = time.monotonic() + 10
+    number = 10
+    while copy.exists() and time.monotonic() < deadline:
+        await _send_numbered(producer, event, number, number + 1)
+        number += 1
+        await asyncio.sleep(0.3)
+
+
 def test_late_copy_removed(
     unique_topics: Topics,
     landing_settings: Settings,
@@ -629,22 +654,11 @@ def test_late_copy_removed(
         task = asyncio.create_task(landing.run())
         producer = EventProducer(kafka)
         try:
-            for number in range(10):
-                envelope = event(message_id=f"late-{number}")
-                await producer.send_events([(envelope, orjson.dumps(envelope))])
+            await _send_numbered(producer, event, 0, 10)
             await _wait_committed(kafka, settings.group_id, [task], landing.stats)
-            [own] = [path for path in tmp_path.rglob("part-0-0-4.parquet")]
-            # The stalled worker's flush of offsets 0 to 2, renamed into place late.
-            copy = own.with_name("part-0-0-2.parquet")
-            shutil.copyfile(own, copy)
-            # The landing looks for copies after its next commit.
-            deadline = time.monotonic() + 10
-            number = 10
-            while copy.exists() and time.monotonic() < deadline:
-                envelope = event(message_id=f"late-{number}")
-                await producer.send_events([(envelope, orjson.dumps(envelope))])
-                number += 1
-                await asyncio.sleep(0.3)
+            # The stalled worker's flush, renamed into place after this landing took over.
+            copy = _copy_flush(tmp_path)
+            await _send_until_gone(producer, event, copy)
             await _wait_committed(kafka, settings.group_id, [task], landing.stats)
         finally:
             await producer.stop()
@@ -667,35 +681,23 @@ def test_copy_before_takeover_removed(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A late copy of offsets before the owner's start goes when another file holds them."""
+    """A late copy of offsets before the owner's start goes when another file contains them."""
     monkeypatch.setattr(landing_module, "_SWEEP_INTERVAL_S", 0.2, raising=False)
     kafka = unique_topics(1)
     settings = landing_settings(flush_records=5)
 
-    async def send(first: int, last: int, producer: EventProducer) -> None:
-        for number in range(first, last):
-            envelope = event(message_id=f"early-{number}")
-            await producer.send_events([(envelope, orjson.dumps(envelope))])
-
     async def scenario() -> Path:
         producer = EventProducer(kafka)
         try:
-            await send(0, 10, producer)
+            await _send_numbered(producer, event, 0, 10)
             await _land(kafka, settings)
-            [earlier] = [path for path in tmp_path.rglob("part-0-0-4.parquet")]
-            # A stalled worker's flush of offsets 0 to 2, renamed into place after the
-            # partition had moved on twice: the next owner starts at offset 10.
-            copy = earlier.with_name("part-0-0-2.parquet")
-            shutil.copyfile(earlier, copy)
+            # A stalled worker's flush, renamed into place after the partition had moved
+            # on twice: the next owner starts at offset 10.
+            copy = _copy_flush(tmp_path)
             landing = ParquetLanding(kafka, settings)
             task = asyncio.create_task(landing.run())
             try:
-                deadline = time.monotonic() + 10
-                number = 10
-                while copy.exists() and time.monotonic() < deadline:
-                    await send(number, number + 1, producer)
-                    number += 1
-                    await asyncio.sleep(0.3)
+                await _send_until_gone(producer, event, copy)
                 await _wait_committed(kafka, settings.group_id, [task], landing.stats)
             finally:
                 task.cancel()
@@ -710,4 +712,4 @@ def test_copy_before_takeover_removed(
 
     assert not copy.exists()
     assert len(landed) == len({row[0] for row in landed})
-    assert {f"early-{number}" for number in range(10)} <= {row[0] for row in landed}
+    assert {f"late-{number}" for number in range(10)} <= {row[0] for row in landed}
