@@ -81,6 +81,8 @@ __all__ = [
     "ORIGIN_HEADER",
     "EngineStats",
     "StreamEngine",
+    "engine_consumer",
+    "engine_producer",
     "engine_rules",
     "request_flush",
 ]
@@ -187,51 +189,16 @@ class StreamEngine(ConsumerRebalanceListener):
             logger.info("engine waiting for the campaign catalog")
             await self._catalog_ready.wait()
 
-        if hasattr(aiokafka.producer.sender, "BACKOFF_OVERRIDE"):
-            aiokafka.producer.sender.BACKOFF_OVERRIDE = _CONCURRENT_TRANSACTIONS_BACKOFF_S
-        # Starting the producer first aborts a transaction that a killed predecessor with
-        # the same id left open. Until then, read_committed consumers could not pass it.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
-            transactional_id=transactional_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=1,
-            max_request_size=8 * 1024 * 1024,
-            # A transaction writes one batch per partition; a full batch waits for the one
-            # before it to leave. Half the broker's default `message.max.bytes` (1 MiB),
-            # because the broker limits whole batches.
-            max_batch_size=512 * 1024,
-            transaction_timeout_ms=int(engine.transaction_timeout_s * 1000),
-            # Brokers that verify transactional writes reject some with NOT_ENOUGH_REPLICAS
-            # until the coordinator confirms the partition. The retry succeeds, and the
-            # default wait of 100 ms before it would add as much to the send latency.
-            retry_backoff_ms=10,
-            client_id="herald-engine",
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
-            group_id=engine.group_id,
-            # Range assignment gives one worker the same partition of both topics, so a
-            # run's members meet the state of their users.
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            client_id="herald-engine",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_wait_ms=engine.fetch_max_wait_ms,
-            fetch_min_bytes=engine.fetch_min_bytes,
-            session_timeout_ms=int(engine.session_timeout_s * 1000),
-            # Kafka's consumer configuration advises a heartbeat interval of at most a third
-            # of the session timeout (`heartbeat.interval.ms`).
-            heartbeat_interval_ms=int(engine.session_timeout_s * 1000 / 3),
-        )
+        self._producer = engine_producer(self._settings, transactional_id)
+        self._consumer = engine_consumer(self._settings)
         consumer = self._consumer
         # A worker that its group dropped must not commit what it decided for partitions
         # that another worker owns by then.
         fence_offset_commits(self._producer, lambda: member_of(consumer, engine.group_id))
         try:
+            # Starting the producer first aborts a transaction that a killed predecessor
+            # with the same id left open. Until then, read_committed consumers could not
+            # pass it.
             await self._producer.start()
             topics = [self._kafka.events_topic, self._kafka.engine_runs_topic]
             self._consumer.subscribe(topics, listener=self)
@@ -712,6 +679,53 @@ class StreamEngine(ConsumerRebalanceListener):
             count = len(await self._producer.partitions_for(topic))
             self._sends_partitions[topic] = count
         return partition % count
+
+
+def engine_producer(settings: HeraldSettings, transactional_id: str) -> AIOKafkaProducer:
+    """Return the engine's transactional producer, not started."""
+    if hasattr(aiokafka.producer.sender, "BACKOFF_OVERRIDE"):
+        aiokafka.producer.sender.BACKOFF_OVERRIDE = _CONCURRENT_TRANSACTIONS_BACKOFF_S
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=1,
+        max_request_size=8 * 1024 * 1024,
+        # A transaction writes one batch per partition; a full batch waits for the one
+        # before it to leave. Half the broker's default `message.max.bytes` (1 MiB),
+        # because the broker limits whole batches.
+        max_batch_size=512 * 1024,
+        transaction_timeout_ms=int(settings.engine.transaction_timeout_s * 1000),
+        # Brokers that verify transactional writes reject some with NOT_ENOUGH_REPLICAS
+        # until the coordinator confirms the partition. The retry succeeds, and the
+        # default wait of 100 ms before it would add as much to the send latency.
+        retry_backoff_ms=10,
+        client_id="herald-engine",
+    )
+
+
+def engine_consumer(settings: HeraldSettings) -> AIOKafkaConsumer:
+    """Return the engine's consumer of its group, not started and not subscribed."""
+    engine = settings.engine
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=engine.group_id,
+        # Range assignment gives one worker the same partition of both topics, so a
+        # run's members meet the state of their users.
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        client_id="herald-engine",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_wait_ms=engine.fetch_max_wait_ms,
+        fetch_min_bytes=engine.fetch_min_bytes,
+        session_timeout_ms=int(engine.session_timeout_s * 1000),
+        # Kafka's consumer configuration advises a heartbeat interval of at most a third
+        # of the session timeout (`heartbeat.interval.ms`).
+        heartbeat_interval_ms=int(engine.session_timeout_s * 1000 / 3),
+    )
 
 
 async def request_flush(kafka: KafkaSettings) -> int:
