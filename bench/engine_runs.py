@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -355,14 +355,34 @@ class LatencyRun:
     transactions: int
 
 
-async def measure_latency(
-    settings: HeraldSettings, catalog: CampaignCatalog, options: LatencyOptions
-) -> LatencyRun:
-    """Run the engine, and in a second process write events at a steady rate and time
-    each send command from the write of its triggering event to its read."""
+class _Counters(Protocol):
+    events: int
+    sends: int
+    transactions: int
+
+
+class LatencyWorker(Protocol):
+    """What the latency run needs of the worker it times: the engine, or the relay."""
+
+    @property
+    def restored_at_s(self) -> float | None: ...
+
+    @property
+    def stats(self) -> _Counters: ...
+
+    async def run(self) -> None: ...
+
+
+def timed_engine(settings: HeraldSettings, catalog: CampaignCatalog) -> LatencyWorker:
+    """Return a stream engine that notes when its partitions are restored."""
     ready = asyncio.Event()
     ready.set()
-    engine = _TimedEngine(settings, catalog, ready)
+    return _TimedEngine(settings, catalog, ready)
+
+
+async def measure_latency(engine: LatencyWorker, options: LatencyOptions) -> LatencyRun:
+    """Run `engine`, and in a second process write events at a steady rate and time
+    each send command from the write of its triggering event to its read."""
     task = asyncio.create_task(engine.run())
     samples: list[tuple[float, float, int]] = []
     sampler = asyncio.create_task(_sample_cpu(engine, samples))
@@ -406,7 +426,7 @@ async def measure_latency(
                 await pending
 
 
-async def _sample_cpu(engine: StreamEngine, samples: list[tuple[float, float, int]]) -> None:
+async def _sample_cpu(engine: LatencyWorker, samples: list[tuple[float, float, int]]) -> None:
     # The load generator reports its interval in wall-clock time only after it ends, so the
     # engine's CPU time is sampled all along and read at that interval's ends afterwards.
     while True:

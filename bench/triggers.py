@@ -20,7 +20,11 @@ The measurements, in one run:
 3. Pure engine: one `PartitionEngine` per partition, given the same records without Kafka.
 4. Engine over Kafka: `StreamEngine` in this process, from partition assignment until its
    committed offsets cover every pre-filled record.
-5. Latency: on new topics, with the engine running here, a second process writes events
+5. Latency floor: the same measurement as 6, with `bench.relay` in place of the engine:
+   the engine's Kafka clients and transactions without its decisions, on topics of its
+   own (`--no-floor` skips it). It shows what the broker and the machine cost by
+   themselves in this run.
+6. Latency: on new topics, with the engine running here, a second process writes events
    at `--rate` for `--seconds` and reads the send commands with `read_committed`. Each
    command's latency is the time it was read minus the time its triggering event was
    written.
@@ -60,10 +64,12 @@ from bench.engine_runs import (
     micro_batch_records,
     prefill_in_order,
     profile_engine,
+    timed_engine,
     trigger_kafka,
 )
 from bench.events import Workload, envelopes_of
 from bench.measurement import Measurement, console, cpu_model, load_average, package_versions
+from bench.relay import KafkaRelay
 from bench.trigger_workload import CampaignMix, bench_catalog, message_counts, spread_messages
 from herald.config import HeraldSettings, KafkaSettings
 from herald.logs import configure_logging
@@ -82,6 +88,7 @@ _TICK_S = 0.01
 _BASELINE_RUNS = 3
 _PURE = "Engine, pure (no Kafka)"
 _OVER_KAFKA = "Engine over Kafka"
+_FLOOR = "Relay, no decisions"
 _PACKAGES = ("aiokafka", "orjson", "pydantic", "jinja2", "pyarrow", "duckdb")
 
 
@@ -91,6 +98,7 @@ class _Results:
     baseline: list[Measurement]
     engines: list[EngineRun]
     latency: LatencyRun | None = None
+    floor: LatencyRun | None = None
 
 
 # Report
@@ -145,29 +153,42 @@ def _throughput_table(results: _Results) -> Table:
     return table
 
 
-def _latency_table(run: LatencyRun, warmup_s: float) -> Table:
-    result = run.result
+def _latency_table(results: _Results, warmup_s: float) -> Table:
     table = Table(title="Send latency: event written to send command read (read_committed)")
-    for column in ("p50 ms", "p90 ms", "p99 ms", "max ms", "commands timed", "note"):
-        table.add_column(column, justify="left" if column == "note" else "right")
-    if not result.latencies_ms:
-        table.add_row("-", "-", "-", "-", "0", "no send command carried a produce time")
-        return table
-    rate = result.produced / result.produce_s
-    note = (
-        f"{result.produced:,} events at {rate:,.0f}/s after {warmup_s:g} s of warm-up, "
-        f"{result.late_ticks} late ticks; "
-        f"meanwhile the engine read {run.engine_events:,} events (its own Notification "
-        f"events and any warm-up backlog included) at {run.engine_cpu_share:.0%} of a core"
-    )
-    table.add_row(
-        f"{result.percentile(0.50):.1f}",
-        f"{result.percentile(0.90):.1f}",
-        f"{result.percentile(0.99):.1f}",
-        f"{result.latencies_ms[-1]:.1f}",
-        f"{len(result.latencies_ms):,}",
-        note,
-    )
+    columns = ("worker", "p50 ms", "p90 ms", "p99 ms", "max ms", "commands timed", "note")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("worker", "note") else "right")
+    rows = [
+        (_FLOOR, results.floor, "the relay", "its own records written back not counted"),
+        (
+            _OVER_KAFKA,
+            results.latency,
+            "the engine",
+            "its own Notification events and any warm-up backlog included",
+        ),
+    ]
+    for name, run, worker, counted in rows:
+        if run is None:
+            continue
+        result = run.result
+        if not result.latencies_ms:
+            table.add_row(name, "-", "-", "-", "-", "0", "no send command carried a produce time")
+            continue
+        rate = result.produced / result.produce_s
+        note = (
+            f"{result.produced:,} events at {rate:,.0f}/s after {warmup_s:g} s of warm-up, "
+            f"{result.late_ticks} late ticks; meanwhile {worker} read "
+            f"{run.engine_events:,} events ({counted}) at {run.engine_cpu_share:.0%} of a core"
+        )
+        table.add_row(
+            name,
+            f"{result.percentile(0.50):.1f}",
+            f"{result.percentile(0.90):.1f}",
+            f"{result.percentile(0.99):.1f}",
+            f"{result.latencies_ms[-1]:.1f}",
+            f"{len(result.latencies_ms):,}",
+            note,
+        )
     return table
 
 
@@ -196,6 +217,12 @@ def _print_targets(results: _Results) -> None:
         p99 = results.latency.result.percentile(0.99)
         verdict = "meets" if p99 < TARGET_P99_MS else "misses"
         print(f"Latency p99: {p99:.1f} ms ({verdict} the {TARGET_P99_MS:g} ms target)")
+        if results.floor is not None and results.floor.result.latencies_ms:
+            floor = results.floor.result.percentile(0.99)
+            print(
+                f"Latency p99 over the relay's floor of {floor:.1f} ms: "
+                f"{p99 - floor:+.1f} ms, {p99 / floor:.2f} times"
+            )
 
 
 # Command line
@@ -231,6 +258,12 @@ def main(
         ),
     ] = 3,
     latency: Annotated[bool, typer.Option(help="Run the latency measurement.")] = True,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            help="Before the engine's latency, measure a relay without decisions the same way."
+        ),
+    ] = True,
     profile: Annotated[
         Path | None,
         typer.Option(
@@ -291,8 +324,18 @@ def main(
                     seed + 1,
                     settings.log_format,
                 )
+                if floor:
+                    floor_name = f"{prefix}-floor"
+                    floor_kafka = trigger_kafka(address, partition_count, floor_name)
+                    floor_options = replace(options, kafka=floor_kafka)
+                    results.floor = asyncio.run(
+                        _measure_latency(settings, floor_kafka, floor_options, floor_name, None)
+                    )
+                    # Its topics would otherwise take the broker's work during the next run.
+                    asyncio.run(delete_prefixed_topics(kafka, floor_name))
+                catalog, _ = bench_catalog()
                 results.latency = asyncio.run(
-                    _measure_latency(settings, latency_kafka, options, f"{prefix}-latency")
+                    _measure_latency(settings, latency_kafka, options, f"{prefix}-latency", catalog)
                 )
         finally:
             deleted = asyncio.run(delete_prefixed_topics(kafka, prefix))
@@ -301,7 +344,7 @@ def main(
     print(f"Build: {compiled_modules().describe()}")
     Console(width=180).print(_throughput_table(results))
     if results.latency is not None:
-        Console(width=180).print(_latency_table(results.latency, warmup))
+        Console(width=180).print(_latency_table(results, warmup))
     print(f"At the end: {load_average()}")
     _print_targets(results)
 
@@ -388,11 +431,18 @@ def _median_run(runs: list[Measurement]) -> Measurement:
 
 
 async def _measure_latency(
-    settings: HeraldSettings, kafka: KafkaSettings, options: LatencyOptions, name: str
+    settings: HeraldSettings,
+    kafka: KafkaSettings,
+    options: LatencyOptions,
+    name: str,
+    catalog: CampaignCatalog | None,
 ) -> LatencyRun:
+    """Time the engine with `catalog`'s campaigns, or the relay when there is none."""
     await ensure_topics(kafka, herald_topics(kafka))
-    catalog, _ = bench_catalog()
-    return await measure_latency(engine_settings(settings, kafka, name), catalog, options)
+    worker_settings = engine_settings(settings, kafka, name)
+    if catalog is None:
+        return await measure_latency(KafkaRelay(worker_settings), options)
+    return await measure_latency(timed_engine(worker_settings, catalog), options)
 
 
 def _profile(
