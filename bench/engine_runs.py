@@ -362,7 +362,7 @@ class _Counters(Protocol):
 
 
 class LatencyWorker(Protocol):
-    """What the latency run needs of the worker it times: the engine, or the relay."""
+    """The worker that the latency run times: the engine, or the relay."""
 
     @property
     def restored_at_s(self) -> float | None: ...

@@ -48,7 +48,7 @@ class RelayStats:
 
 
 class KafkaRelay(ConsumerRebalanceListener):
-    """Relays each events record to a send command, in the engine's transactions."""
+    """A relay of each events record to a send command, in the engine's transactions."""
 
     def __init__(self, settings: HeraldSettings) -> None:
         self._settings = settings

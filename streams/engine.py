@@ -692,8 +692,8 @@ def engine_producer(settings: HeraldSettings, transactional_id: str) -> AIOKafka
         acks="all",
         linger_ms=1,
         max_request_size=8 * 1024 * 1024,
-        # A transaction writes one batch per partition; a full batch waits for the one
-        # before it to leave. Half the broker's default `message.max.bytes` (1 MiB),
+        # A transaction writes one batch per partition, and a full batch waits for the
+        # one before it to leave. Half the broker's default `message.max.bytes` (1 MiB),
         # because the broker limits whole batches.
         max_batch_size=512 * 1024,
         transaction_timeout_ms=int(settings.engine.transaction_timeout_s * 1000),
