@@ -466,9 +466,10 @@ async def _latency_client(options: LatencyOptions) -> LatencyResult:
         isolation_level="read_committed",
         client_id="herald-bench-latency",
     )
-    await consumer.start()
     producer = EventProducer(kafka)
     try:
+        # Inside the `try`, so that an interrupt during the start still closes it.
+        await consumer.start()
         await _wait_for_assignment(consumer)
         await producer.start()
         reader = _CommandReader(consumer)

@@ -159,7 +159,12 @@ def _latency_table(results: _Results, warmup_s: float) -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column in ("worker", "note") else "right")
     rows = [
-        (_FLOOR, results.floor, "the relay", "its own records written back not counted"),
+        (
+            _FLOOR,
+            results.floor,
+            "the relay",
+            "any warm-up backlog included, its own records written back not counted",
+        ),
         (
             _OVER_KAFKA,
             results.latency,
@@ -306,12 +311,13 @@ def main(
         kafka = trigger_kafka(address, partition_count, prefix)
         console.print(f"Kafka {address}, {partition_count} partitions, topic prefix {prefix}")
         workload = Workload(events, users, batch_size, 1, seed)
+        deleted: list[str] = []
         try:
             results = _run(settings, kafka, workload, Path(temporary), prefix, landing, profile)
             if latency:
                 # The broker would otherwise still be compacting the throughput runs'
                 # state topics while the latency is measured.
-                asyncio.run(delete_prefixed_topics(kafka, prefix))
+                deleted += asyncio.run(delete_prefixed_topics(kafka, prefix))
                 gc.collect()
                 latency_kafka = trigger_kafka(address, partition_count, f"{prefix}-latency")
                 options = LatencyOptions(
@@ -332,14 +338,14 @@ def main(
                         _measure_latency(settings, floor_kafka, floor_options, floor_name, None)
                     )
                     # Its topics would otherwise take the broker's work during the next run.
-                    asyncio.run(delete_prefixed_topics(kafka, floor_name))
+                    deleted += asyncio.run(delete_prefixed_topics(kafka, floor_name))
                 catalog, _ = bench_catalog()
                 results.latency = asyncio.run(
                     _measure_latency(settings, latency_kafka, options, f"{prefix}-latency", catalog)
                 )
         finally:
-            deleted = asyncio.run(delete_prefixed_topics(kafka, prefix))
-            console.print(f"Deleted {len(deleted)} topics")
+            deleted += asyncio.run(delete_prefixed_topics(kafka, prefix))
+            console.print(f"Deleted {len(set(deleted))} topics")
     print(results.campaigns.describe())
     print(f"Build: {compiled_modules().describe()}")
     Console(width=180).print(_throughput_table(results))
