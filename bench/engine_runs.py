@@ -342,15 +342,15 @@ class LatencyRun:
     """The latency run seen from both processes.
 
     Attributes:
-        engine_events: events the engine processed while the load ran, Notification
-            events included.
-        engine_cpu_share: the engine process's CPU time over that interval divided by
-            its length; 1.0 is one core busy.
+        worker_events: events the worker processed while the load ran, the engine's
+            Notification events included.
+        worker_cpu_share: the worker process's CPU time over that interval divided by
+            its length, where 1.0 is one core busy.
     """
 
     result: LatencyResult
-    engine_events: int
-    engine_cpu_share: float
+    worker_events: int
+    worker_cpu_share: float
     sends: int
     transactions: int
 
@@ -380,18 +380,18 @@ def timed_engine(settings: HeraldSettings, catalog: CampaignCatalog) -> LatencyW
     return _TimedEngine(settings, catalog, ready)
 
 
-async def measure_latency(engine: LatencyWorker, options: LatencyOptions) -> LatencyRun:
-    """Run `engine`, and in a second process write events at a steady rate and time
+async def measure_latency(worker: LatencyWorker, options: LatencyOptions) -> LatencyRun:
+    """Run `worker`, and in a second process write events at a steady rate and time
     each send command from the write of its triggering event to its read."""
-    task = asyncio.create_task(engine.run())
+    task = asyncio.create_task(worker.run())
     samples: list[tuple[float, float, int]] = []
-    sampler = asyncio.create_task(_sample_cpu(engine, samples))
+    sampler = asyncio.create_task(_sample_cpu(worker, samples))
     try:
         deadline_s = time.perf_counter() + _ASSIGNMENT_TIMEOUT_S
-        while engine.restored_at_s is None:
+        while worker.restored_at_s is None:
             if task.done():
                 task.result()
-                raise BenchError("latency: the engine stopped before it got its partitions")
+                raise BenchError("latency: the worker stopped before it got its partitions")
             if time.perf_counter() > deadline_s:
                 raise BenchError(f"latency: no partitions within {_ASSIGNMENT_TIMEOUT_S:.0f} s")
             await asyncio.sleep(_POLL_INTERVAL_S)
@@ -413,10 +413,10 @@ async def measure_latency(engine: LatencyWorker, options: LatencyOptions) -> Lat
         wall_s = end[0] - start[0]
         return LatencyRun(
             result=result,
-            engine_events=end[2] - start[2],
-            engine_cpu_share=(end[1] - start[1]) / wall_s if wall_s > 0 else 0.0,
-            sends=engine.stats.sends,
-            transactions=engine.stats.transactions,
+            worker_events=end[2] - start[2],
+            worker_cpu_share=(end[1] - start[1]) / wall_s if wall_s > 0 else 0.0,
+            sends=worker.stats.sends,
+            transactions=worker.stats.transactions,
         )
     finally:
         sampler.cancel()
@@ -426,11 +426,11 @@ async def measure_latency(engine: LatencyWorker, options: LatencyOptions) -> Lat
                 await pending
 
 
-async def _sample_cpu(engine: LatencyWorker, samples: list[tuple[float, float, int]]) -> None:
+async def _sample_cpu(worker: LatencyWorker, samples: list[tuple[float, float, int]]) -> None:
     # The load generator reports its interval in wall-clock time only after it ends, so the
-    # engine's CPU time is sampled all along and read at that interval's ends afterwards.
+    # worker's CPU time is sampled all along and read at that interval's ends afterwards.
     while True:
-        samples.append((time.time(), time.process_time(), engine.stats.events))
+        samples.append((time.time(), time.process_time(), worker.stats.events))
         await asyncio.sleep(_CPU_SAMPLE_INTERVAL_S)
 
 

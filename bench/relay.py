@@ -17,13 +17,17 @@ While one transaction commits, the next poll is read, as in the engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from aiokafka.structs import ConsumerRecord
 
 from herald.config import HeraldSettings
@@ -32,6 +36,8 @@ from streams.engine import engine_consumer, engine_producer
 from streams.fencing import fence_offset_commits, member_of
 
 __all__ = ["KafkaRelay", "RelayStats"]
+
+logger = logging.getLogger(__name__)
 
 _POLL_MS = 100
 _CHANNEL = "email"
@@ -66,7 +72,7 @@ class KafkaRelay(ConsumerRebalanceListener):
             self.restored_at_s = time.perf_counter()
 
     async def run(self) -> None:
-        """Relay until cancelled; a failed transaction ends the run."""
+        """Relay until cancelled. A failed transaction ends the run."""
         settings = self._settings
         group_id = settings.engine.group_id
         producer = engine_producer(settings, settings.engine.transactional_id or group_id)
@@ -81,13 +87,16 @@ class KafkaRelay(ConsumerRebalanceListener):
             try:
                 await self._loop(consumer, producer)
             finally:
-                with contextlib.suppress(Exception):
+                try:
                     await self._finish_commit()
+                except Exception:
+                    # The run's own error, if any, is the one to raise.
+                    logger.exception("relay transaction failed while stopping")
                 await consumer.stop()
         finally:
             await producer.stop()
 
-    async def _loop(self, consumer: Any, producer: AIOKafkaProducer) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         max_records = self._settings.engine.max_poll_records
         while True:
             batches = await consumer.getmany(timeout_ms=_POLL_MS, max_records=max_records)

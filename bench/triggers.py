@@ -42,6 +42,7 @@ import gc
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ from bench.engine_runs import (
     EngineRun,
     LatencyOptions,
     LatencyRun,
+    LatencyWorker,
     engine_settings,
     measure_latency,
     measure_pure_engine,
@@ -183,7 +185,7 @@ def _latency_table(results: _Results, warmup_s: float) -> Table:
         note = (
             f"{result.produced:,} events at {rate:,.0f}/s after {warmup_s:g} s of warm-up, "
             f"{result.late_ticks} late ticks; meanwhile {worker} read "
-            f"{run.engine_events:,} events ({counted}) at {run.engine_cpu_share:.0%} of a core"
+            f"{run.worker_events:,} events ({counted}) at {run.worker_cpu_share:.0%} of a core"
         )
         table.add_row(
             name,
@@ -335,13 +337,21 @@ def main(
                     floor_kafka = trigger_kafka(address, partition_count, floor_name)
                     floor_options = replace(options, kafka=floor_kafka)
                     results.floor = asyncio.run(
-                        _measure_latency(settings, floor_kafka, floor_options, floor_name, None)
+                        _measure_latency(
+                            settings, floor_kafka, floor_options, floor_name, KafkaRelay
+                        )
                     )
                     # Its topics would otherwise take the broker's work during the next run.
                     deleted += asyncio.run(delete_prefixed_topics(kafka, floor_name))
                 catalog, _ = bench_catalog()
                 results.latency = asyncio.run(
-                    _measure_latency(settings, latency_kafka, options, f"{prefix}-latency", catalog)
+                    _measure_latency(
+                        settings,
+                        latency_kafka,
+                        options,
+                        f"{prefix}-latency",
+                        lambda worker_settings: timed_engine(worker_settings, catalog),
+                    )
                 )
         finally:
             deleted += asyncio.run(delete_prefixed_topics(kafka, prefix))
@@ -441,14 +451,11 @@ async def _measure_latency(
     kafka: KafkaSettings,
     options: LatencyOptions,
     name: str,
-    catalog: CampaignCatalog | None,
+    make_worker: Callable[[HeraldSettings], LatencyWorker],
 ) -> LatencyRun:
-    """Time the engine with `catalog`'s campaigns, or the relay when there is none."""
+    """Time the worker that `make_worker` builds on `kafka`'s topics, with a group of `name`."""
     await ensure_topics(kafka, herald_topics(kafka))
-    worker_settings = engine_settings(settings, kafka, name)
-    if catalog is None:
-        return await measure_latency(KafkaRelay(worker_settings), options)
-    return await measure_latency(timed_engine(worker_settings, catalog), options)
+    return await measure_latency(make_worker(engine_settings(settings, kafka, name)), options)
 
 
 def _profile(
